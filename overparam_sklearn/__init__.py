@@ -1,0 +1,18 @@
+"""overparam_sklearn: scikit-learn estimators from the theory of overparameterized networks.
+
+Infinite-width NTK / NNGP kernel regression, random-feature ridge regression and its risk theory,
+prior-data fitted networks, data-pruning scores, and sparse deep kernel machines, computed in
+PyTorch on CPU or GPU.
+"""
+
+__version__ = "0.1.0"
+
+# Public estimators and functions only. Each method module adds its own import line here.
+from .kernels import NNGPKernel, NTKKernel, nngp_kernel, ntk_kernel  # noqa: F401
+
+__all__ = [
+    "NNGPKernel",
+    "NTKKernel",
+    "nngp_kernel",
+    "ntk_kernel",
+]

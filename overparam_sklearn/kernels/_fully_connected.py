@@ -1,0 +1,242 @@
+"""NNGP and NTK of deep fully connected networks, evaluated in tiles.
+
+The network is ``Dense -> [activation -> Dense] * n_hidden``: ``n_hidden`` hidden layers and a
+readout. Dense layers follow neural-tangents' conventions (Novak et al. 2020): weights
+``N(0, w_std^2 / fan_in)`` and biases ``N(0, b_std^2)``. The input layer's NNGP is
+``w_std^2 x.x' / d + b_std^2``. Per layer (Jacot et al. 2018, Thm 1; Lee et al. 2019, Eq. 7-10;
+Arora et al. 2019)::
+
+    K_{l+1}     = w_std^2 E[phi(u) phi(v)] + b_std^2
+    Theta_{l+1} = K_{l+1} + w_std^2 E[phi'(u) phi'(v)] Theta_l            ("ntk")
+    Theta_{l+1} = width E[phi(u) phi(v)] + 1 + w_std^2 E[phi'phi'] Theta_l  ("standard")
+
+where ``(u, v) ~ N(0, [[K_l(x, x), K_l(x, x')], [K_l(x, x'), K_l(x', x')]])``. In the standard
+parameterization the NTK depends on the layer ``width`` (the first layer's fan-in is ``d``).
+
+The recursion after the first layer is elementwise, so a block of rows of the kernel needs only
+the per-layer variances of its own rows and of all columns: an ``n x m`` kernel is computed in
+row tiles with ``O(tile_rows * m)`` memory, never ``n x m x width``.
+"""
+
+import torch
+
+from .._backend import DEFAULT_TILE_BYTES, rows_per_tile, tile_slices
+from ._dual import parse_activation
+
+__all__ = ["nngp_kernel", "ntk_kernel", "fc_kernels", "fc_diagonals", "check_kernel_params"]
+
+_PARAMETERIZATIONS = ("ntk", "standard")
+# Number of (tile_rows x m) buffers alive at once inside one layer of the recursion.
+_BUFFERS_PER_TILE = 8
+
+
+def check_kernel_params(n_hidden, activation, w_std, b_std, parameterization, width):
+    """Validate the kernel hyperparameters; returns the parsed activation."""
+    if isinstance(n_hidden, bool) or not isinstance(n_hidden, int) or n_hidden < 0:
+        raise ValueError(f"n_hidden must be a non-negative int, got {n_hidden!r}")
+    if parameterization not in _PARAMETERIZATIONS:
+        raise ValueError(
+            f"parameterization must be 'ntk' or 'standard', got {parameterization!r}"
+        )
+    for name, value in (("w_std", w_std), ("b_std", b_std)):
+        v = float(value.detach()) if isinstance(value, torch.Tensor) else value
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
+            raise ValueError(f"{name} must be a non-negative float, got {value!r}")
+    if parameterization == "standard" and not (isinstance(width, (int, float)) and width > 0):
+        raise ValueError(f"width must be a positive number, got {width!r}")
+    return parse_activation(activation)
+
+
+def _as_2d_tensor(X, dtype=None, device=None):
+    X = torch.as_tensor(X)
+    if dtype is None and not X.is_floating_point():
+        dtype = torch.float64
+    X = X.to(dtype=dtype or X.dtype, device=device or X.device)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
+    return X
+
+
+def fc_diagonals(X, n_hidden, activation, w_std, b_std, parameterization="ntk", width=512,
+                 need_ntk=True):
+    """Per-layer pre-activation variances and the final diagonals for the rows of ``X``.
+
+    Returns
+    -------
+    variances : list of tensors
+        ``variances[l]`` is ``K_{l+1}(x, x)`` after Dense layer ``l`` (``n_hidden + 1`` entries);
+        the last one is the NNGP diagonal.
+    ntk_diag : tensor or None
+        The NTK diagonal ``Theta(x, x)``.
+    """
+    act = parse_activation(activation)
+    d = X.shape[1]
+    s = (X * X).sum(dim=1) / d
+    k = w_std**2 * s + b_std**2
+    theta = None
+    if need_ntk:
+        theta = k if parameterization == "ntk" else d * s + 1.0
+    variances = [k]
+    for _ in range(n_hidden):
+        e, dot = act.maps(k, k, k, need_ntk)
+        k = w_std**2 * e + b_std**2
+        if need_ntk:
+            if parameterization == "ntk":
+                theta = k + w_std**2 * dot * theta
+            else:
+                theta = width * e + 1.0 + w_std**2 * dot * theta
+        variances.append(k)
+    return variances, theta
+
+
+def _fc_block(X1, X2, var1, var2, act, n_hidden, w_std, b_std, parameterization, width,
+              need_ntk):
+    """The recursion for one block of rows: returns (nngp, ntk or None), shape (r, m)."""
+    d = X1.shape[1]
+    s12 = X1 @ X2.T / d
+    k12 = w_std**2 * s12 + b_std**2
+    theta = None
+    if need_ntk:
+        theta = k12 if parameterization == "ntk" else d * s12 + 1.0
+    del s12
+    for layer in range(n_hidden):
+        e12, dot = act.maps(k12, var1[layer][:, None], var2[layer][None, :], need_ntk)
+        k12 = w_std**2 * e12 + b_std**2
+        if need_ntk:
+            if parameterization == "ntk":
+                theta = k12 + w_std**2 * dot * theta
+            else:
+                theta = width * e12 + 1.0 + w_std**2 * dot * theta
+        del e12, dot
+    return k12, theta
+
+
+def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
+               parameterization="ntk", width=512, need_ntk=True, tile_bytes=DEFAULT_TILE_BYTES):
+    """NNGP and (optionally) NTK matrices between the rows of ``X1`` and ``X2``.
+
+    Parameters
+    ----------
+    X1 : tensor or array of shape (n, d)
+    X2 : tensor or array of shape (m, d), default=None
+        ``None`` means ``X1`` (the symmetric train kernel).
+    n_hidden : int
+        Number of hidden layers.
+    activation : str
+        Activation spec (see :func:`~overparam_sklearn.kernels.parse_activation`).
+    w_std, b_std : float or 0-d tensor
+        Weight and bias standard deviations (tensors allow autograd / forward-mode AD).
+    parameterization : {"ntk", "standard"}
+    width : float
+        Hidden-layer width; used only by the standard parameterization's NTK.
+    need_ntk : bool
+        Compute the NTK as well as the NNGP.
+    tile_bytes : int
+        Bytes one ``(rows, m)`` intermediate may take; peak memory is about
+        ``8 * tile_bytes`` plus the two outputs.
+
+    Returns
+    -------
+    nngp : tensor of shape (n, m)
+    ntk : tensor of shape (n, m) or None
+    """
+    act = check_kernel_params(n_hidden, activation, w_std, b_std, parameterization, width)
+    X1 = _as_2d_tensor(X1)
+    symmetric = X2 is None
+    X2 = X1 if symmetric else _as_2d_tensor(X2, X1.dtype, X1.device)
+    if X1.shape[1] != X2.shape[1]:
+        raise ValueError(
+            f"X1 has {X1.shape[1]} features but X2 has {X2.shape[1]}; they must match."
+        )
+    args = (n_hidden, act, w_std, b_std, parameterization, width)
+    var1, _ = fc_diagonals(X1, *args, need_ntk=False)
+    var2 = var1 if symmetric else fc_diagonals(X2, *args, need_ntk=False)[0]
+    n, m = X1.shape[0], X2.shape[0]
+    tile = rows_per_tile(m, X1.dtype, _BUFFERS_PER_TILE, tile_bytes)
+    if tile >= n:
+        return _fc_block(X1, X2, var1, var2, act, n_hidden, w_std, b_std, parameterization,
+                         width, need_ntk)
+    requires_grad = any(isinstance(p, torch.Tensor) and p.requires_grad for p in (w_std, b_std))
+    if requires_grad:
+        # autograd needs the graph of every tile; concatenate instead of writing in place.
+        blocks = [
+            _fc_block(X1[sl], X2, [v[sl] for v in var1], var2, act, n_hidden, w_std, b_std,
+                      parameterization, width, need_ntk)
+            for sl in tile_slices(n, tile)
+        ]
+        nngp = torch.cat([b[0] for b in blocks])
+        ntk = torch.cat([b[1] for b in blocks]) if need_ntk else None
+        return nngp, ntk
+    nngp = torch.empty((n, m), dtype=X1.dtype, device=X1.device)
+    ntk = torch.empty((n, m), dtype=X1.dtype, device=X1.device) if need_ntk else None
+    for sl in tile_slices(n, tile):
+        k, t = _fc_block(X1[sl], X2, [v[sl] for v in var1], var2, act, n_hidden, w_std, b_std,
+                         parameterization, width, need_ntk)
+        nngp[sl] = k
+        if need_ntk:
+            ntk[sl] = t
+    return nngp, ntk
+
+
+def nngp_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
+                parameterization="ntk", width=512):
+    """NNGP kernel of an infinitely wide fully connected network.
+
+    The covariance of the network's outputs at initialisation, in the limit of infinite width
+    (Neal 1996; Lee et al. 2018; Matthews et al. 2018).
+
+    Parameters
+    ----------
+    X1 : array-like or tensor of shape (n, d)
+    X2 : array-like or tensor of shape (m, d), default=None
+        ``None`` means ``X1``.
+    n_hidden : int, default=1
+        Number of hidden layers.
+    activation : str, default="relu"
+        Activation spec, e.g. ``"relu"``, ``"erf"``, ``"leaky_relu(0.1)"``.
+    w_std, b_std : float, default=1.0, 0.0
+        Standard deviations of weights (times ``sqrt(fan_in)``) and biases.
+    parameterization : {"ntk", "standard"}, default="ntk"
+        Does not change the NNGP; accepted for symmetry with :func:`ntk_kernel`.
+    width : float, default=512
+        Unused by the NNGP.
+
+    Returns
+    -------
+    K : tensor of shape (n, m)
+        On the device and floating dtype of ``X1`` (float64 for integer or numpy input).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from overparam_sklearn.kernels import nngp_kernel
+    >>> X = np.random.default_rng(0).normal(size=(5, 3))
+    >>> nngp_kernel(X, n_hidden=2, activation="erf", w_std=1.5, b_std=0.1).shape
+    torch.Size([5, 5])
+    """
+    return fc_kernels(X1, X2, n_hidden, activation, w_std, b_std, parameterization, width,
+                      need_ntk=False)[0]
+
+
+def ntk_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
+               parameterization="ntk", width=512):
+    """Neural tangent kernel of an infinitely wide fully connected network (Jacot et al. 2018).
+
+    Parameters are those of :func:`nngp_kernel`. With ``parameterization="standard"`` the NTK
+    grows with ``width`` (the hidden-layer width of the finite network it describes).
+
+    Returns
+    -------
+    Theta : tensor of shape (n, m)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from overparam_sklearn.kernels import ntk_kernel
+    >>> X = np.random.default_rng(0).normal(size=(4, 3))
+    >>> K = ntk_kernel(X, n_hidden=3, activation="relu")
+    >>> bool((K - K.T).abs().max() < 1e-12)
+    True
+    """
+    return fc_kernels(X1, X2, n_hidden, activation, w_std, b_std, parameterization, width,
+                      need_ntk=True)[1]

@@ -1,0 +1,1 @@
+NNGPKernel = NTKKernel = None

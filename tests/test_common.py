@@ -1,0 +1,73 @@
+"""scikit-learn's estimator checks on every public estimator, found automatically.
+
+Every class exported in ``overparam_sklearn.__all__`` that derives from ``BaseEstimator`` runs
+through ``parametrize_with_checks`` and ``check_param_validation``. ``CHECK_PARAMS`` gives fast
+settings for the checks (small networks, few epochs); ``EXPECTED_FAILED_CHECKS`` lists the checks
+an estimator cannot pass, each with the reason.
+"""
+
+import inspect
+
+import pytest
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
+
+import overparam_sklearn
+
+# Fast settings for the checks, by class name.
+CHECK_PARAMS = {
+}
+
+# {class name: {check name: reason}}; keep this short and every reason true.
+EXPECTED_FAILED_CHECKS = {
+}
+
+# Meta-estimators need a base estimator to be constructed: {class name: callable -> instance}.
+CHECK_FACTORIES = {
+}
+
+
+def _public_estimators():
+    out = []
+    for name in sorted(overparam_sklearn.__all__):
+        obj = getattr(overparam_sklearn, name)
+        if inspect.isclass(obj) and issubclass(obj, BaseEstimator) and not inspect.isabstract(obj):
+            if obj.__module__.startswith("sklearn."):
+                continue
+            if hasattr(obj, "__call__") and "kernels" in obj.__module__:
+                continue  # gaussian_process kernels are tested in test_kernels_sklearn.py
+            out.append(obj)
+    return out
+
+
+def _instances():
+    instances = []
+    for cls in _public_estimators():
+        name = cls.__name__
+        if name in CHECK_FACTORIES:
+            instances.append(CHECK_FACTORIES[name]())
+        else:
+            instances.append(cls(**CHECK_PARAMS.get(name, {})))
+    return instances
+
+
+def _expected_failed(estimator):
+    return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
+
+
+ESTIMATORS = _instances()
+
+
+def test_every_public_estimator_is_checked():
+    # Guard against the discovery silently finding nothing.
+    assert len(ESTIMATORS) >= 1
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_param_validation(estimator):
+    check_param_validation(type(estimator).__name__, clone(estimator))

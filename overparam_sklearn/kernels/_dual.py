@@ -171,6 +171,8 @@ def _sin(a=1.0, b=1.0, c=0.0):
 
 def _rbf(gamma):
     gamma = float(gamma)
+    if not gamma > 0:
+        raise ValueError(f"rbf(gamma) needs gamma > 0, got rbf({gamma:g})")
     scale = math.sqrt(2 * gamma)
 
     def fn(x):
@@ -250,8 +252,6 @@ def parse_activation(spec):
         match = pattern.match(text)
         if match:
             name, (fn, maps) = build(*match.groups())
-            if name.startswith("rbf") and float(match.group(1)) <= 0:
-                raise ValueError(f"rbf(gamma) needs gamma > 0, got {spec!r}")
             return DualActivation(name, fn, maps)
     raise ValueError(
         f"Unknown activation {spec!r}; expected one of {', '.join(ACTIVATION_NAMES)} "

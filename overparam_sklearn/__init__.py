@@ -9,10 +9,13 @@ __version__ = "0.1.0"
 
 # Public estimators and functions only. Each method module adds its own import line here.
 from .kernels import NNGPKernel, NTKKernel, nngp_kernel, ntk_kernel  # noqa: F401
+from .ntk import NTKClassifier, NTKRegressor  # noqa: F401
 
 __all__ = [
     "NNGPKernel",
     "NTKKernel",
     "nngp_kernel",
     "ntk_kernel",
+    "NTKRegressor",
+    "NTKClassifier",
 ]

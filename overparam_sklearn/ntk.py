@@ -1,0 +1,599 @@
+"""Infinite ensembles of infinitely wide networks: NTK / NNGP regression and classification.
+
+A fully connected network trained by gradient descent on the MSE loss becomes, as its width goes
+to infinity, a linear model in its parameters; averaged over random initialisations its outputs
+form a Gaussian process whose mean and covariance at training time ``t`` are closed forms in the
+NNGP kernel ``K`` and the neural tangent kernel ``Theta`` (Jacot et al. 2018; Lee et al. 2019,
+"Wide neural networks of any depth evolve as linear models under gradient descent", Eq. 14-16).
+With ``tau = t / y.size`` (neural-tangents' convention, learning rate 1) and
+``A = Theta + alpha I``::
+
+    mean(t) = Theta_*x A^{-1} (I - exp(-tau A)) y
+    cov(t)  = K_** + Theta_*x A^{-1}(I - e^{-tau A}) K_xx (I - e^{-tau A}) A^{-1} Theta_x*
+              - (Theta_*x A^{-1} (I - e^{-tau A}) K_x* + transpose)
+
+``kernel="nngp"`` trains only the readout layer, i.e. ``Theta`` replaced by ``K``; at ``t=None``
+(converged) it is the exact GP posterior with noise variance ``alpha``.
+"""
+
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _linalg
+from ._backend import (
+    DEVICE_OPTIONS,
+    DTYPE_OPTIONS,
+    check_memory,
+    estimate_bytes,
+    numpy_dtype,
+    resolve_device,
+    resolve_dtype,
+    to_numpy,
+    to_tensor,
+)
+from .kernels import fc_diagonals, fc_kernels, parse_activation
+
+__all__ = ["NTKRegressor", "NTKClassifier"]
+
+# Above this many right-hand sides a finite-t covariance uses the (cached) eigendecomposition.
+_KRYLOV_MAX_COLUMNS = 64
+
+
+class _NTKBase(BaseEstimator):
+    """Shared parameters and numerics of :class:`NTKRegressor` and :class:`NTKClassifier`."""
+
+    _parameter_constraints = {
+        "kernel": [StrOptions({"ntk", "nngp"})],
+        "n_hidden": [Interval(Integral, 0, None, closed="left")],
+        "activation": [str],
+        "w_std": [Interval(Real, 0, None, closed="neither")],
+        "b_std": [Interval(Real, 0, None, closed="left")],
+        "parameterization": [StrOptions({"ntk", "standard"})],
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "t": [Interval(Real, 0, None, closed="left"), None],
+        "device": DEVICE_OPTIONS,
+        "dtype": DTYPE_OPTIONS,
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
+                 parameterization="ntk", width=512, alpha=1e-6, t=None, device="auto",
+                 dtype="float64", verbose=0):
+        self.kernel = kernel
+        self.n_hidden = n_hidden
+        self.activation = activation
+        self.w_std = w_std
+        self.b_std = b_std
+        self.parameterization = parameterization
+        self.width = width
+        self.alpha = alpha
+        self.t = t
+        self.device = device
+        self.dtype = dtype
+        self.verbose = verbose
+
+    # -- kernels ---------------------------------------------------------------------------
+    def _kernel_args(self):
+        return dict(n_hidden=self.n_hidden, activation=self.activation, w_std=self.w_std,
+                    b_std=self.b_std, parameterization=self.parameterization,
+                    width=self.width)
+
+    def _kernels(self, X1, X2=None, need_nngp=False):
+        """(kernel of the training mode, NNGP or None) between rows of X1 and X2."""
+        need_ntk = self.kernel == "ntk"
+        nngp, ntk = fc_kernels(X1, X2, need_ntk=need_ntk, **self._kernel_args())
+        if need_ntk:
+            return ntk, (nngp if need_nngp else None)
+        return nngp, (nngp if need_nngp else None)
+
+    def _log(self, message):
+        if self.verbose:
+            print(f"[{type(self).__name__}] {message}", flush=True)
+
+    def _finite_time(self):
+        return self.t is not None and not math.isinf(self.t)
+
+    # -- fit -------------------------------------------------------------------------------
+    def _fit_targets(self, X, Y):
+        """Fit the flow on validated numpy ``X`` (n, d) and 2-D targets ``Y`` (n, k)."""
+        parse_activation(self.activation)  # clear ValueError for a bad spec
+        self.device_ = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, "float64")
+        n = X.shape[0]
+        check_memory(
+            3 * estimate_bytes((n, n), dtype), self.device_,
+            f"the {n} x {n} train kernels",
+            "Use fewer samples, dtype='float32', or random features.",
+        )
+        Xt = to_tensor(X, self.device_, dtype)
+        Yt = to_tensor(Y, self.device_, dtype)
+        self._log(f"computing the {n} x {n} {self.kernel.upper()} train kernel")
+        A, _ = self._kernels(Xt)
+        A.diagonal().add_(self.alpha)
+        what = f"the {self.kernel.upper()} train kernel plus alpha * I"
+        if not torch.isfinite(A).all():
+            raise ValueError(f"{what} contains NaN or inf; check the inputs and kernel parameters.")
+        self.X_fit_ = Xt
+        self._eig_cache = None
+        if self._finite_time():
+            tau = self.t / Y.size
+            self._log(f"gradient flow to t={self.t} (Krylov)")
+            coef = self._flow_apply(A, Yt, tau)
+            self.train_matrix_ = A
+            self.cholesky_ = None
+        else:
+            self._log("Cholesky factorisation")
+            L = _linalg.cholesky(A, what=what)
+            del A
+            coef = _linalg.cho_solve(L, Yt)
+            self.cholesky_ = L
+            self.train_matrix_ = None
+        self.dual_coef_ = coef
+        self.y_fit_ = Yt
+        return self
+
+    def _flow_apply(self, A, B, tau):
+        """``A^{-1}(I - exp(-tau A)) B``: Krylov for few columns, the eigendecomposition else."""
+        if B.shape[1] <= _KRYLOV_MAX_COLUMNS and self._eig_cache is None:
+            out, _ = _linalg.flow_matrix_function(A, B, tau)
+            if out is not None:
+                return out
+        if self._eig_cache is None:
+            self._eig_cache = _linalg.eigh(A)
+        evals, evecs = self._eig_cache
+        return evecs @ (_linalg.flow_filter(evals, tau)[:, None] * (evecs.T @ B))
+
+    # -- predict ---------------------------------------------------------------------------
+    def _predict_targets(self, X, return_var=False, return_cov=False):
+        """Mean (m, k) and optionally the variance (m,) or covariance (m, m) shared by outputs."""
+        check_is_fitted(self, "dual_coef_")
+        Xfit = self.X_fit_
+        Xt = to_tensor(X, Xfit.device, Xfit.dtype)
+        need_nngp = return_var or return_cov
+        K_td, nngp_td = self._kernels(Xt, Xfit, need_nngp=need_nngp and self.kernel == "ntk")
+        mean = K_td @ self.dual_coef_
+        if not need_nngp:
+            return mean, None
+        if self.kernel == "nngp":
+            nngp_td = K_td
+        m = Xt.shape[0]
+        finite = self._finite_time()
+        tau = self.t / self.y_fit_.numel() if finite else None
+        if self.kernel == "nngp":
+            # cov = K_tt - K_td A^{-1}(I - e^{-2 tau A}) K_dt
+            if finite:
+                term = self._flow_apply(self.train_matrix_, K_td.T.contiguous(), 2 * tau)
+                reduction = K_td @ term if return_cov else (K_td * term.T).sum(1)
+            else:
+                v = torch.linalg.solve_triangular(self.cholesky_, K_td.T, upper=False)
+                reduction = v.T @ v if return_cov else (v * v).sum(0)
+        else:
+            # term1 = A^{-1}(I - e^{-tau A}) Theta_dt; cov = term1' K_dd term1 - (term1' K_dt + T)
+            if finite:
+                term1 = self._flow_apply(self.train_matrix_, K_td.T.contiguous(), tau)
+            else:
+                term1 = _linalg.cho_solve(self.cholesky_, K_td.T.contiguous())
+            K_dd, _ = fc_kernels(Xfit, None, need_ntk=False, **self._kernel_args())
+            KT = K_dd @ term1
+            del K_dd
+            if return_cov:
+                cross = term1.T @ nngp_td.T
+                reduction = cross + cross.T - term1.T @ KT
+            else:
+                reduction = 2 * (term1 * nngp_td.T).sum(0) - (term1 * KT).sum(0)
+        if return_cov:
+            K_tt, _ = fc_kernels(Xt, None, need_ntk=False, **self._kernel_args())
+            cov = K_tt - reduction
+            cov = 0.5 * (cov + cov.T)
+            return mean, cov
+        prior_var, _ = fc_diagonals(Xt, need_ntk=False, **self._kernel_args())
+        var = prior_var[-1] - reduction
+        _warn_negative_variance(var, prior_var[-1])
+        return mean, torch.clamp(var, min=0)
+
+    def __getstate__(self):
+        # Fitted tensors travel on the CPU so that a GPU-fitted model unpickles anywhere.
+        state = self.__dict__.copy()
+        state["_eig_cache"] = None
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                state[key] = value.detach().cpu()
+        if "device_" in state:
+            state["device_"] = torch.device("cpu")
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _warn_negative_variance(var, prior):
+    tol = 1e-6 * float(prior.abs().max()) if prior.numel() else 0.0
+    if bool((var < -tol).any()):
+        warnings.warn(
+            "Predicted variances smaller than 0 were set to 0; the train kernel is badly "
+            "conditioned. Try gradually increasing alpha.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+class NTKRegressor(RegressorMixin, _NTKBase):
+    """Infinite ensemble of infinitely wide networks trained by gradient descent (NTK / NNGP).
+
+    Predicts the mean and covariance of the outputs of an infinitely wide fully connected
+    network trained on the MSE loss for time ``t``, over random initialisations (Lee et al.
+    2019). ``kernel="ntk"`` trains every layer (neural tangent kernel regime);
+    ``kernel="nngp"`` trains only the readout, which at ``t=None`` is the exact Gaussian process
+    posterior of the NNGP prior (Lee et al. 2018). Computed in float64 by default.
+
+    Parameters
+    ----------
+    kernel : {"ntk", "nngp"}, default="ntk"
+        Which layers are trained: all ("ntk") or the readout only ("nngp").
+    n_hidden : int, default=1
+        Number of hidden layers (each Dense then activation); a readout Dense follows.
+    activation : str, default="relu"
+        ``"relu"``, ``"leaky_relu(a)"``, ``"abrelu(a,b)"``, ``"abs"``, ``"erf"``, ``"gelu"``,
+        ``"sin"``, ``"rbf(gamma)"``, ``"identity"`` or ``"sigmoid_like"``.
+    w_std : float, default=1.0
+        Weight standard deviation: weights are ``N(0, w_std**2 / fan_in)``.
+    b_std : float, default=0.0
+        Bias standard deviation.
+    parameterization : {"ntk", "standard"}, default="ntk"
+        As in neural-tangents. With "standard" the NTK grows with ``width``.
+    width : int, default=512
+        Hidden width; used only by ``parameterization="standard"``.
+    alpha : float, default=1e-6
+        Absolute ridge added to the train kernel's diagonal (the ``KernelRidge`` /
+        ``GaussianProcessRegressor`` convention). neural-tangents' relative ``diag_reg``
+        corresponds to ``alpha = diag_reg * trace(K_train) / n``. At ``t=None`` with
+        ``kernel="nngp"`` it is the observation-noise variance.
+    t : float or None, default=None
+        Training time in neural-tangents' convention (learning rate 1; the flow runs as
+        ``exp(-K t / y.size)``). ``None`` (or ``inf``) is the converged ensemble, solved by
+        Cholesky. A finite ``t`` uses a Krylov (Lanczos) method, not an eigendecomposition.
+    posterior : {"gaussian", "student_t"}, default="gaussian"
+        ``"student_t"`` (``kernel="nngp"``, ``t=None`` only) puts an inverse-gamma prior
+        ``InvGamma(prior_shape, prior_scale)`` on a common scale of the kernel and of ``alpha``
+        (a scale mixture of NNGPs, Lee et al., ICLR 2022); the predictive distribution is then
+        a Student-t with ``2 * prior_shape + n_samples`` degrees of freedom and heavier tails
+        when the data disagree with the prior scale.
+    prior_shape, prior_scale : float, default=2.0, 2.0
+        Shape ``a`` and scale ``b`` of the inverse-gamma prior (``posterior="student_t"``).
+    normalize_y : bool, default=False
+        Subtract the targets' mean and divide by their standard deviation before fitting (the
+        prior is zero-mean); predictions are mapped back.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where to compute; "auto" uses CUDA when available.
+    dtype : {"float64", "float32"}, default="float64"
+    verbose : int, default=0
+        Print progress of the kernel and factorisation steps.
+
+    Attributes
+    ----------
+    dual_coef_ : tensor of shape (n_samples, n_targets)
+        ``A^{-1}(I - exp(-tau A)) y`` (``A^{-1} y`` at ``t=None``); predictions are
+        ``K(X, X_fit_) @ dual_coef_``.
+    X_fit_ : tensor of shape (n_samples, n_features)
+    cholesky_ : tensor or None
+        Lower Cholesky factor of the regularised train kernel (``t=None``).
+    train_matrix_ : tensor or None
+        The regularised train kernel (finite ``t``).
+    log_marginal_likelihood_value_ : float
+        Log marginal likelihood of the (normalised) targets, ``kernel="nngp"``, ``t=None``.
+    predictive_df_ : float
+        Degrees of freedom of the Student-t predictive (``posterior="student_t"``).
+    device_ : torch.device
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    See Also
+    --------
+    NTKClassifier : The same model on one-hot targets.
+    overparam_sklearn.NTKKernel : The NTK as a scikit-learn GP kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from overparam_sklearn import NTKRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(50, 3)); y = np.sin(X[:, 0])
+    >>> model = NTKRegressor(n_hidden=2, alpha=1e-3).fit(X, y)
+    >>> mean, std = model.predict(X[:5], return_std=True)
+    >>> mean.shape, std.shape
+    ((5,), (5,))
+    >>> NTKRegressor(kernel="nngp", t=10.0).fit(X, y).predict(X[:2]).shape
+    (2,)
+    """
+
+    _parameter_constraints = {
+        **_NTKBase._parameter_constraints,
+        "posterior": [StrOptions({"gaussian", "student_t"})],
+        "prior_shape": [Interval(Real, 0, None, closed="neither")],
+        "prior_scale": [Interval(Real, 0, None, closed="neither")],
+        "normalize_y": ["boolean"],
+    }
+
+    def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
+                 parameterization="ntk", width=512, alpha=1e-6, t=None, posterior="gaussian",
+                 prior_shape=2.0, prior_scale=2.0, normalize_y=False, device="auto",
+                 dtype="float64", verbose=0):
+        super().__init__(kernel=kernel, n_hidden=n_hidden, activation=activation, w_std=w_std,
+                         b_std=b_std, parameterization=parameterization, width=width,
+                         alpha=alpha, t=t, device=device, dtype=dtype, verbose=verbose)
+        self.posterior = posterior
+        self.prior_shape = prior_shape
+        self.prior_scale = prior_scale
+        self.normalize_y = normalize_y
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit the infinite ensemble on training data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+
+        Returns
+        -------
+        self : NTKRegressor
+        """
+        if self.posterior == "student_t" and (self.kernel != "nngp" or self._finite_time()):
+            raise ValueError(
+                "posterior='student_t' is the scale-mixture NNGP posterior: it needs "
+                f"kernel='nngp' and t=None, got kernel={self.kernel!r}, t={self.t!r}."
+            )
+        dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=[np.float64, np.float32])
+        X = X.astype(dtype, copy=False)
+        y = np.asarray(y, dtype=dtype)
+        self._y_1d = y.ndim == 1
+        Y = y.reshape(len(y), -1)
+        if self.normalize_y:
+            self._y_mean = Y.mean(axis=0)
+            std = Y.std(axis=0)
+            self._y_std = np.where(std > 0, std, 1.0)
+        else:
+            self._y_mean = np.zeros(Y.shape[1], dtype=dtype)
+            self._y_std = np.ones(Y.shape[1], dtype=dtype)
+        Y = (Y - self._y_mean) / self._y_std
+        self._fit_targets(X, Y)
+        self.log_marginal_likelihood_value_ = None
+        self.predictive_df_ = None
+        if self.kernel == "nngp" and not self._finite_time():
+            n, k = Y.shape
+            fit_term = (self.y_fit_ * self.dual_coef_).sum(0)  # y' A^{-1} y per output
+            logdet = 2 * torch.log(self.cholesky_.diagonal()).sum()
+            lml = -0.5 * fit_term.sum() - k * (0.5 * logdet + 0.5 * n * math.log(2 * math.pi))
+            self.log_marginal_likelihood_value_ = float(lml)
+            if self.posterior == "student_t":
+                a, b = self.prior_shape, self.prior_scale
+                self.predictive_df_ = 2 * a + n
+                # posterior of the scale: InvGamma(a + n/2, b + y'A^{-1}y / 2); the predictive
+                # is Student-t with df 2a + n and squared scale (2b + y'A^{-1}y)/(2a + n) * var.
+                self._t_scale2 = to_numpy((2 * b + fit_term) / (2 * a + n))
+        return self
+
+    def predict(self, X, return_std=False, return_cov=False):
+        """Predict with the infinite ensemble at training time ``t``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        return_std : bool, default=False
+            Also return the predictive standard deviation (over initialisations; for
+            ``kernel="nngp"``, ``t=None`` the GP posterior std of the latent function).
+        return_cov : bool, default=False
+            Also return the predictive covariance. Only one of ``return_std`` and
+            ``return_cov`` may be set.
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_queries,) or (n_queries, n_targets)
+        y_std : ndarray of shape (n_queries,) or (n_queries, n_targets), optional
+        y_cov : ndarray of shape (n_queries, n_queries) or (n_queries, n_queries, n_targets), optional
+        """
+        if return_std and return_cov:
+            raise RuntimeError("At most one of return_std or return_cov can be requested.")
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        mean, spread = self._predict_targets(X, return_var=return_std, return_cov=return_cov)
+        mean = to_numpy(mean) * self._y_std + self._y_mean
+        if self._y_1d:
+            mean = mean[:, 0]
+        if not (return_std or return_cov):
+            return mean
+        spread = to_numpy(spread)
+        scale2 = self._y_std**2
+        if self.posterior == "student_t":
+            df = self.predictive_df_
+            # variance of a Student-t is scale^2 * df / (df - 2) for df > 2
+            scale2 = scale2 * self._t_scale2 * (df / (df - 2) if df > 2 else np.inf)
+        if return_std:
+            std = np.sqrt(spread[:, None] * scale2)
+            return mean, (std[:, 0] if self._y_1d else std)
+        cov = spread[:, :, None] * scale2
+        return mean, (cov[:, :, 0] if self._y_1d else cov)
+
+    def predict_trajectory(self, X, times):
+        """Mean predictions at several training times from one eigendecomposition.
+
+        The eigendecomposition of the regularised train kernel is computed once and cached
+        (not pickled); each time then costs two matrix-vector products.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        times : array-like of shape (n_times,)
+            Training times (``inf`` allowed).
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_times, n_queries) or (n_times, n_queries, n_targets)
+        """
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if times.size == 0 or np.isnan(times).any() or (times < 0).any():
+            raise ValueError("times must be a non-empty array of non-negative numbers.")
+        A = self._regularised_train_matrix()
+        if self._eig_cache is None:
+            self._eig_cache = _linalg.eigh(A)
+        evals, evecs = self._eig_cache
+        Xt = to_tensor(X, self.X_fit_.device, self.X_fit_.dtype)
+        K_td, _ = self._kernels(Xt, self.X_fit_)
+        left = K_td @ evecs  # (m, n)
+        right = evecs.T @ self.y_fit_  # (n, k)
+        out = []
+        for t in times:
+            tau = t / self.y_fit_.numel()
+            mean = left @ (_linalg.flow_filter(evals, tau)[:, None] * right)
+            mean = to_numpy(mean) * self._y_std + self._y_mean
+            out.append(mean[:, 0] if self._y_1d else mean)
+        return np.stack(out)
+
+    def _regularised_train_matrix(self):
+        if self.train_matrix_ is not None:
+            return self.train_matrix_
+        A, _ = self._kernels(self.X_fit_)
+        A.diagonal().add_(self.alpha)
+        return A
+
+
+class NTKClassifier(ClassifierMixin, _NTKBase):
+    """Classification by an infinite ensemble of infinitely wide networks (MSE on one-hot).
+
+    The targets are one-hot vectors centred at zero (``onehot - 1 / n_classes``) and each
+    output is regressed exactly as in :class:`NTKRegressor` (Lee et al. 2019; Arora et al.
+    2019). ``decision_function`` returns the ensemble-mean outputs; ``predict`` their argmax.
+
+    ``predict_proba`` is the fraction of the infinite ensemble that votes for each class: at a
+    query point the outputs of a random member are independent Gaussians with the ensemble
+    means ``mu_c`` and the ensemble standard deviation ``sigma`` (shared by the outputs), and
+    ``P(c) = P(argmax_j f_j = c) = E_z[prod_{j != c} Phi((mu_c + sigma z - mu_j) / sigma)]``,
+    evaluated by 64-point Gauss-Hermite quadrature. Where ``sigma`` is 0 the vote is unanimous.
+    These are not calibrated Bayesian class probabilities.
+
+    Parameters
+    ----------
+    kernel, n_hidden, activation, w_std, b_std, parameterization, width, alpha, t, device, dtype, verbose
+        As in :class:`NTKRegressor`.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    dual_coef_ : tensor of shape (n_samples, n_classes)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from overparam_sklearn import NTKClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = NTKClassifier(n_hidden=2, alpha=1e-2).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 3)
+    """
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit on training data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : NTKClassifier
+        """
+        dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X = X.astype(dtype, copy=False)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        n_classes = len(self.classes_)
+        if n_classes < 2:
+            raise ValueError(
+                f"NTKClassifier needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {self.classes_[0]!r}."
+            )
+        Y = np.eye(n_classes, dtype=dtype)[encoder.transform(y)] - 1.0 / n_classes
+        return self._fit_targets(X, Y)
+
+    def _outputs(self, X, return_var=False):
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        mean, var = self._predict_targets(X, return_var=return_var)
+        return to_numpy(mean), (None if var is None else to_numpy(var))
+
+    def decision_function(self, X):
+        """Ensemble-mean outputs.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_queries,) for two classes (positive means
+            ``classes_[1]``), else (n_queries, n_classes)
+        """
+        mean, _ = self._outputs(X)
+        if len(self.classes_) == 2:
+            return mean[:, 1] - mean[:, 0]
+        return mean
+
+    def predict(self, X):
+        """Class with the largest ensemble-mean output."""
+        mean, _ = self._outputs(X)
+        return self.classes_[np.argmax(mean, axis=1)]
+
+    def predict_proba(self, X):
+        """Fraction of the infinite ensemble voting for each class (see the class docstring).
+
+        Returns
+        -------
+        proba : ndarray of shape (n_queries, n_classes)
+        """
+        mean, var = self._outputs(X, return_var=True)
+        return _ensemble_vote_probabilities(mean, np.sqrt(var))
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+
+def _ensemble_vote_probabilities(mean, std, n_nodes=64):
+    """``P(argmax_j N(mean_j, std^2) = c)`` for independent outputs with a shared std."""
+    from scipy.special import ndtr
+
+    nodes, weights = np.polynomial.hermite_e.hermegauss(n_nodes)
+    weights = weights / weights.sum()
+    m, C = mean.shape
+    proba = np.zeros_like(mean)
+    hard = std <= 1e-12 * np.maximum(1.0, np.abs(mean).max(axis=1))
+    safe_std = np.where(hard, 1.0, std)
+    diff = (mean[:, :, None] - mean[:, None, :]) / safe_std[:, None, None]  # (m, c, j)
+    for z, w in zip(nodes, weights):
+        cdf = ndtr(diff + z)  # P(f_j < f_c) given z for output c
+        idx = np.arange(C)
+        cdf[:, idx, idx] = 1.0
+        proba += w * np.prod(cdf, axis=2)
+    proba[hard] = np.eye(C)[np.argmax(mean[hard], axis=1)]
+    proba /= proba.sum(axis=1, keepdims=True)
+    return proba

@@ -1,1 +1,359 @@
-NNGPKernel = NTKKernel = None
+"""scikit-learn :mod:`sklearn.gaussian_process.kernels` adapters for the infinite-width kernels.
+
+:class:`NNGPKernel` and :class:`NTKKernel` wrap :func:`~overparam_sklearn.kernels.fc_kernels` so
+that the NNGP / NTK of a fully connected network can be used wherever scikit-learn takes a kernel
+object: :class:`~sklearn.gaussian_process.GaussianProcessRegressor` (with hyperparameter
+optimisation of ``w_std`` and ``b_std``), sums and products with other kernels,
+:class:`~sklearn.kernel_ridge.KernelRidge`, :class:`~sklearn.svm.SVC`,
+:class:`~sklearn.kernel_approximation.Nystroem`.
+
+Gradients with respect to the log-hyperparameters are exact: one forward-mode
+(:func:`torch.func.jvp`) pass through the recursion per free hyperparameter, with tangent
+``d w_std / d log w_std = w_std`` (and likewise for ``b_std``).
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
+
+from ._fully_connected import check_kernel_params, fc_diagonals, fc_kernels
+
+__all__ = ["NNGPKernel", "NTKKernel"]
+
+
+def _as_float64_2d(X, name):
+    """``X`` as a C-contiguous float64 array of 2 dimensions (``np.atleast_2d`` like sklearn)."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    X = np.atleast_2d(np.asarray(X))
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
+            or X.dtype == bool):
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return X
+
+
+class _FullyConnectedKernel(Kernel):
+    """Shared implementation; subclasses set ``_need_ntk`` and the docstring."""
+
+    _need_ntk = False
+
+    def __init__(
+        self,
+        n_hidden=1,
+        activation="relu",
+        w_std=1.0,
+        b_std=0.0,
+        parameterization="ntk",
+        width=512,
+        w_std_bounds=(1e-5, 1e5),
+        b_std_bounds=(1e-5, 1e5),
+    ):
+        self.n_hidden = n_hidden
+        self.activation = activation
+        self.w_std = w_std
+        self.b_std = b_std
+        self.parameterization = parameterization
+        self.width = width
+        self.w_std_bounds = w_std_bounds
+        self.b_std_bounds = b_std_bounds
+
+    # -- hyperparameters -------------------------------------------------------------------
+    # A standard deviation of exactly 0 has no logarithm, so it is held fixed whatever its
+    # bounds say (b_std=0 is the bias-free network; it stays bias-free under optimisation).
+    @property
+    def hyperparameter_w_std(self):
+        bounds = "fixed" if self._std_value(self.w_std) == 0 else self.w_std_bounds
+        return Hyperparameter("w_std", "numeric", bounds)
+
+    @property
+    def hyperparameter_b_std(self):
+        bounds = "fixed" if self._std_value(self.b_std) == 0 else self.b_std_bounds
+        return Hyperparameter("b_std", "numeric", bounds)
+
+    @staticmethod
+    def _std_value(value):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, np.ndarray) and value.size == 1:
+            return float(value.reshape(()))
+        return value  # invalid; reported by _check_params
+
+    def _check_params(self):
+        n_hidden = self.n_hidden
+        if isinstance(n_hidden, numbers.Integral) and not isinstance(n_hidden, bool):
+            n_hidden = int(n_hidden)
+        w_std, b_std = self._std_value(self.w_std), self._std_value(self.b_std)
+        act = check_kernel_params(
+            n_hidden, self.activation, w_std, b_std, self.parameterization, self.width
+        )
+        return n_hidden, act, w_std, b_std
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _evaluate(self, X, Y, n_hidden, act, w_std, b_std):
+        nngp, ntk = fc_kernels(
+            X, Y, n_hidden, act, w_std, b_std, self.parameterization, self.width,
+            need_ntk=self._need_ntk,
+        )
+        K = ntk if self._need_ntk else nngp
+        if Y is None:
+            # On the diagonal of k(X, X) the matrix recursion sees k11 k22 - k12^2 = +-1e-16
+            # instead of 0 (x.x by matmul and by a row sum round differently), which puts a
+            # sqrt(1e-16) error in the relu-family angle and ~1e-8 relative error in the NTK
+            # diagonal. The diagonal recursion is exact; use it (it is O(n) and differentiable).
+            K = torch.diagonal_scatter(K, self._evaluate_diag(X, n_hidden, act, w_std, b_std))
+        return K
+
+    def _evaluate_diag(self, X, n_hidden, act, w_std, b_std):
+        variances, theta = fc_diagonals(
+            X, n_hidden, act, w_std, b_std, self.parameterization, self.width,
+            need_ntk=self._need_ntk,
+        )
+        return theta if self._need_ntk else variances[-1]
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        """Return the kernel k(X, Y) and optionally its gradient.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+            Left argument of the returned kernel k(X, Y).
+        Y : array-like of shape (n_samples_Y, n_features), default=None
+            Right argument of the returned kernel k(X, Y). If None, k(X, X) is evaluated.
+        eval_gradient : bool, default=False
+            Also return the gradient with respect to the log of the non-fixed hyperparameters
+            (only when ``Y`` is None).
+
+        Returns
+        -------
+        K : ndarray of shape (n_samples_X, n_samples_Y), float64
+        K_gradient : ndarray of shape (n_samples_X, n_samples_X, n_dims), float64
+            Only when ``eval_gradient`` is True; the last axis follows :attr:`theta`.
+        """
+        n_hidden, act, w_std, b_std = self._check_params()
+        X = torch.from_numpy(_as_float64_2d(X, "X"))
+        if Y is not None:
+            if eval_gradient:
+                raise ValueError("Gradient can only be evaluated when Y is None.")
+            Y = torch.from_numpy(_as_float64_2d(Y, "Y"))
+            if Y.shape[1] != X.shape[1]:
+                raise ValueError(
+                    f"X has {X.shape[1]} features but Y has {Y.shape[1]}; they must match."
+                )
+        if not eval_gradient:
+            with torch.no_grad():
+                K = self._evaluate(X, Y, n_hidden, act, w_std, b_std)
+            return K.numpy()
+
+        w = torch.tensor(w_std, dtype=torch.float64)
+        b = torch.tensor(b_std, dtype=torch.float64)
+        zero = torch.zeros((), dtype=torch.float64)
+
+        def kernel_of(w_, b_):
+            return self._evaluate(X, None, n_hidden, act, w_, b_)
+
+        K, grads = None, []
+        # Order of self.hyperparameters (alphabetical: b_std, w_std) is the order of theta.
+        for hp in self.hyperparameters:
+            if hp.fixed:
+                continue
+            # d/d(log s) = s d/ds: push the tangent (s, 0) or (0, s) forward.
+            tangents = (w, zero) if hp.name == "w_std" else (zero, b)
+            with warnings.catch_warnings():
+                # torch's first forward-mode call scripts its jvp decompositions and warns that
+                # torch.jit.script is deprecated; that is torch's internal business.
+                warnings.filterwarnings(
+                    "ignore", message=r".*torch\.jit\.script.* is deprecated",
+                    category=DeprecationWarning,
+                )
+                K, dK = torch.func.jvp(kernel_of, (w, b), tangents)
+            grads.append(dK.detach().numpy())
+        if K is None:
+            with torch.no_grad():
+                K = kernel_of(w, b)
+        K = K.detach().numpy()
+        n = K.shape[0]
+        K_gradient = np.stack(grads, axis=-1) if grads else np.empty((n, n, 0))
+        return K, K_gradient
+
+    def diag(self, X):
+        """Diagonal ``k(x, x)`` for each row of ``X``, without forming the full matrix.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        K_diag : ndarray of shape (n_samples,), float64
+        """
+        n_hidden, act, w_std, b_std = self._check_params()
+        X = torch.from_numpy(_as_float64_2d(X, "X"))
+        with torch.no_grad():
+            return self._evaluate_diag(X, n_hidden, act, w_std, b_std).numpy()
+
+    def is_stationary(self):
+        """Returns False: the kernel depends on the inputs, not only on their difference."""
+        return False
+
+    @property
+    def requires_vector_input(self):
+        """Returns True: the kernel is defined on fixed-length feature vectors."""
+        return True
+
+    def _repr_params(self):
+        out = [("n_hidden", self.n_hidden), ("activation", self.activation),
+               ("w_std", self.w_std), ("b_std", self.b_std)]
+        if self._need_ntk and self.parameterization != "ntk":
+            out += [("parameterization", self.parameterization), ("width", self.width)]
+        return out
+
+    def __repr__(self):
+        parts = []
+        for name, value in self._repr_params():
+            if isinstance(value, (float, np.floating)):
+                parts.append(f"{name}={float(value):.4g}")
+            else:
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class NNGPKernel(_FullyConnectedKernel):
+    """NNGP kernel of an infinitely wide fully connected network, as a scikit-learn kernel.
+
+    The covariance of the outputs of a randomly initialised network ``Dense -> [activation ->
+    Dense] * n_hidden`` in the infinite-width limit (Neal 1996; Lee et al. 2018; Matthews et al.
+    2018). Dense layers follow neural-tangents: weights ``N(0, w_std^2 / fan_in)``, biases
+    ``N(0, b_std^2)``; the input layer gives ``w_std^2 x.x' / d + b_std^2``. Values are those of
+    :func:`~overparam_sklearn.kernels.nngp_kernel`, evaluated on the CPU in float64.
+
+    ``w_std`` and ``b_std`` are hyperparameters (log-transformed in :attr:`theta`), so
+    :class:`~sklearn.gaussian_process.GaussianProcessRegressor` can fit them by maximising the
+    marginal likelihood; the gradient is exact (forward-mode autodiff). ``n_hidden``,
+    ``activation``, ``parameterization`` and ``width`` are ordinary parameters (settable with
+    ``set_params`` and searchable with :class:`~sklearn.model_selection.GridSearchCV`).
+
+    Parameters
+    ----------
+    n_hidden : int, default=1
+        Number of hidden layers (each Dense then activation); a readout Dense follows.
+    activation : str, default="relu"
+        Activation spec: ``"relu"``, ``"leaky_relu(a)"``, ``"abrelu(a,b)"``, ``"abs"``,
+        ``"erf"``, ``"gelu"``, ``"sin"``, ``"rbf(gamma)"``, ``"identity"``, ``"sigmoid_like"``.
+    w_std : float, default=1.0
+        Weight standard deviation (times ``sqrt(fan_in)``).
+    b_std : float, default=0.0
+        Bias standard deviation. A value of exactly 0 (no biases) cannot be log-transformed and
+        is therefore held fixed, whatever ``b_std_bounds`` says; start from a small positive
+        value (e.g. 0.1) to let the optimiser fit it. The same rule applies to ``w_std=0``.
+    parameterization : {"ntk", "standard"}, default="ntk"
+        Does not change the NNGP; accepted so that the two kernels share their parameters.
+    width : float, default=512
+        Unused by the NNGP; accepted for symmetry with :class:`NTKKernel`.
+    w_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
+        Bounds on ``w_std`` for hyperparameter optimisation; ``"fixed"`` excludes it from theta.
+    b_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
+        Bounds on ``b_std``; ``"fixed"`` excludes it from theta.
+
+    See Also
+    --------
+    NTKKernel : The neural tangent kernel of the same network.
+    overparam_sklearn.kernels.nngp_kernel : The underlying torch function.
+
+    Notes
+    -----
+    Evaluating ``k(X, Y)`` costs ``O(n m (d + n_hidden))`` time and is tiled over rows, so the
+    memory is a few ``n x m`` float64 matrices. With ``eval_gradient=True`` there is one extra
+    forward-mode pass per non-fixed hyperparameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.gaussian_process import GaussianProcessRegressor
+    >>> from sklearn.gaussian_process.kernels import WhiteKernel
+    >>> from overparam_sklearn import NNGPKernel
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(30, 3))
+    >>> y = np.sin(X[:, 0]) + 1.0 + 0.1 * rng.normal(size=30)
+    >>> kernel = NNGPKernel(n_hidden=2, activation="erf", w_std=1.0, b_std=0.1)
+    >>> kernel
+    NNGPKernel(n_hidden=2, activation='erf', w_std=1, b_std=0.1)
+    >>> kernel.theta.shape  # log(b_std), log(w_std)
+    (2,)
+    >>> gpr = GaussianProcessRegressor(kernel + WhiteKernel(1e-2), random_state=0).fit(X, y)
+    >>> gpr.predict(X[:2]).shape
+    (2,)
+    """
+
+    _need_ntk = False
+
+
+class NTKKernel(_FullyConnectedKernel):
+    """Neural tangent kernel of an infinitely wide fully connected network, as a sklearn kernel.
+
+    The NTK (Jacot et al. 2018) of the network ``Dense -> [activation -> Dense] * n_hidden``:
+    kernel regression with it gives the mean prediction of the infinitely wide network trained to
+    convergence by gradient flow on the squared loss (Lee et al. 2019). Dense layers follow
+    neural-tangents (weights ``N(0, w_std^2 / fan_in)``, biases ``N(0, b_std^2)``). Values are
+    those of :func:`~overparam_sklearn.kernels.ntk_kernel`, evaluated on the CPU in float64.
+
+    ``w_std`` and ``b_std`` are hyperparameters (log-transformed in :attr:`theta`) with exact
+    gradients (forward-mode autodiff); the other arguments are ordinary parameters.
+
+    Parameters
+    ----------
+    n_hidden : int, default=1
+        Number of hidden layers (each Dense then activation); a readout Dense follows.
+    activation : str, default="relu"
+        Activation spec: ``"relu"``, ``"leaky_relu(a)"``, ``"abrelu(a,b)"``, ``"abs"``,
+        ``"erf"``, ``"gelu"``, ``"sin"``, ``"rbf(gamma)"``, ``"identity"``, ``"sigmoid_like"``.
+    w_std : float, default=1.0
+        Weight standard deviation (times ``sqrt(fan_in)``).
+    b_std : float, default=0.0
+        Bias standard deviation. A value of exactly 0 (no biases) cannot be log-transformed and
+        is therefore held fixed, whatever ``b_std_bounds`` says; start from a small positive
+        value to let the optimiser fit it. The same rule applies to ``w_std=0``.
+    parameterization : {"ntk", "standard"}, default="ntk"
+        neural-tangents' parameterization. In the standard one the NTK grows with ``width``.
+    width : float, default=512
+        Hidden-layer width of the finite network; used only by the standard parameterization.
+    w_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
+        Bounds on ``w_std`` for hyperparameter optimisation; ``"fixed"`` excludes it from theta.
+    b_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
+        Bounds on ``b_std``; ``"fixed"`` excludes it from theta.
+
+    See Also
+    --------
+    NNGPKernel : The NNGP kernel of the same network.
+    overparam_sklearn.kernels.ntk_kernel : The underlying torch function.
+
+    Notes
+    -----
+    Evaluating ``k(X, Y)`` costs ``O(n m (d + n_hidden))`` time and is tiled over rows, so the
+    memory is a few ``n x m`` float64 matrices. With ``eval_gradient=True`` there is one extra
+    forward-mode pass per non-fixed hyperparameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.kernel_ridge import KernelRidge
+    >>> from overparam_sklearn import NTKKernel
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(30, 3))
+    >>> y = np.sin(X[:, 0])
+    >>> kernel = NTKKernel(n_hidden=3, activation="relu", b_std=0.1)
+    >>> K = kernel(X)
+    >>> K.shape, bool(np.allclose(np.diag(K), kernel.diag(X)))
+    ((30, 30), True)
+    >>> KernelRidge(alpha=1e-3, kernel=kernel).fit(X, y).predict(X[:2]).shape
+    (2,)
+    """
+
+    _need_ntk = True

@@ -89,7 +89,11 @@ def to_tensor(X, device, dtype):
     """A (validated, real, finite) numpy array or tensor as a tensor on ``device`` with ``dtype``."""
     if isinstance(X, torch.Tensor):
         return X.to(device=device, dtype=dtype)
-    return torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
+    X = np.asarray(X)
+    if not X.flags.writeable:
+        # torch warns on read-only buffers (e.g. joblib memmaps); copy instead of aliasing.
+        X = np.array(X)
+    return torch.as_tensor(X, dtype=dtype, device=device)
 
 
 def to_numpy(t):

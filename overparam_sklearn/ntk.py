@@ -66,7 +66,7 @@ class _NTKBase(BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
+    def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.1,
                  parameterization="ntk", width=512, alpha=1e-6, t=None, device="auto",
                  dtype="float64", verbose=0):
         self.kernel = kernel
@@ -249,8 +249,9 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         ``"sin"``, ``"rbf(gamma)"``, ``"identity"`` or ``"sigmoid_like"``.
     w_std : float, default=1.0
         Weight standard deviation: weights are ``N(0, w_std**2 / fan_in)``.
-    b_std : float, default=0.0
-        Bias standard deviation.
+    b_std : float, default=0.1
+        Bias standard deviation. A nonzero bias lets the kernel see more than angles and
+        norms of the inputs (without it a ReLU kernel is positively homogeneous).
     parameterization : {"ntk", "standard"}, default="ntk"
         As in neural-tangents. With "standard" the NTK grows with ``width``.
     width : int, default=512
@@ -326,7 +327,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         "normalize_y": ["boolean"],
     }
 
-    def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
+    def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.1,
                  parameterization="ntk", width=512, alpha=1e-6, t=None, posterior="gaussian",
                  prior_shape=2.0, prior_scale=2.0, normalize_y=False, device="auto",
                  dtype="float64", verbose=0):
@@ -428,6 +429,11 @@ class NTKRegressor(RegressorMixin, _NTKBase):
             return mean, (std[:, 0] if self._y_1d else std)
         cov = spread[:, :, None] * scale2
         return mean, (cov[:, :, 0] if self._y_1d else cov)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
     def predict_trajectory(self, X, times):
         """Mean predictions at several training times from one eigendecomposition.

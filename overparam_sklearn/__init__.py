@@ -8,10 +8,22 @@ PyTorch on CPU or GPU.
 __version__ = "0.1.0"
 
 # Public estimators and functions only. Each method module adds its own import line here.
+from .data_diet import (  # noqa: F401
+    DataDietClassifier,
+    DataDietSampler,
+    EL2NScorer,
+    ForgettingScorer,
+    GraNdScorer,
+)
 from .kernels import NNGPKernel, NTKKernel, nngp_kernel, ntk_kernel  # noqa: F401
 from .ntk import NTKClassifier, NTKRegressor  # noqa: F401
 
 __all__ = [
+    "EL2NScorer",
+    "GraNdScorer",
+    "ForgettingScorer",
+    "DataDietClassifier",
+    "DataDietSampler",
     "NNGPKernel",
     "NTKKernel",
     "nngp_kernel",

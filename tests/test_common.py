@@ -16,6 +16,12 @@ import overparam_sklearn
 
 # Fast settings for the checks, by class name.
 CHECK_PARAMS = {
+    "EL2NScorer": dict(n_models=2, score_epoch=2, device="cpu",
+                       module_params={"hidden_layer_sizes": (8,)}),
+    "GraNdScorer": dict(n_models=2, score_epoch=2, device="cpu",
+                        module_params={"hidden_layer_sizes": (8,)}),
+    "ForgettingScorer": dict(n_models=2, score_epoch=3, device="cpu",
+                             module_params={"hidden_layer_sizes": (8,)}),
 }
 
 # {class name: {check name: reason}}; keep this short and every reason true.
@@ -24,7 +30,17 @@ EXPECTED_FAILED_CHECKS = {
 
 # Meta-estimators need a base estimator to be constructed: {class name: callable -> instance}.
 CHECK_FACTORIES = {
+    "DataDietClassifier": lambda: _data_diet_factory("DataDietClassifier"),
+    "DataDietSampler": lambda: _data_diet_factory("DataDietSampler"),
 }
+
+
+def _data_diet_factory(name):
+    from overparam_sklearn import EL2NScorer
+
+    scorer = EL2NScorer(n_models=1, score_epoch=2, device="cpu",
+                        module_params={"hidden_layer_sizes": (8,)})
+    return getattr(overparam_sklearn, name)(scorer=scorer, keep_fraction=0.7)
 
 
 def _public_estimators():

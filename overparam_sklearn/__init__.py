@@ -15,6 +15,7 @@ from .data_diet import (  # noqa: F401
     ForgettingScorer,
     GraNdScorer,
 )
+from .dkm import SparseDKMClassifier, SparseDKMRegressor  # noqa: F401
 from .kernels import NNGPKernel, NTKKernel, nngp_kernel, ntk_kernel  # noqa: F401
 from .ntk import NTKClassifier, NTKRegressor  # noqa: F401
 
@@ -24,6 +25,8 @@ __all__ = [
     "ForgettingScorer",
     "DataDietClassifier",
     "DataDietSampler",
+    "SparseDKMRegressor",
+    "SparseDKMClassifier",
     "NNGPKernel",
     "NTKKernel",
     "nngp_kernel",

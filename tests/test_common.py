@@ -22,6 +22,9 @@ CHECK_PARAMS = {
                         module_params={"hidden_layer_sizes": (8,)}),
     "ForgettingScorer": dict(n_models=2, score_epoch=3, device="cpu",
                              module_params={"hidden_layer_sizes": (8,)}),
+    "SparseDKMRegressor": dict(n_layers=1, n_inducing=10, max_iter=15, learning_rate=0.1),
+    "SparseDKMClassifier": dict(n_layers=1, n_inducing=10, max_iter=15, learning_rate=0.1,
+                                n_mc_samples=4),
 }
 
 # {class name: {check name: reason}}; keep this short and every reason true.

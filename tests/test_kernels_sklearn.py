@@ -258,15 +258,16 @@ def test_pickle_clone_repr_and_equality(data):
         assert copy.get_params() == kernel.get_params()
         np.testing.assert_array_equal(copy(X), kernel(X))
         np.testing.assert_array_equal(copy.bounds, kernel.bounds)
+    assert NNGPKernel().theta.shape == (2,)  # default b_std=0.1: both stds are free
     assert NNGPKernel(n_hidden=2) != NTKKernel(n_hidden=2)
     assert NNGPKernel(n_hidden=2) != NNGPKernel(n_hidden=3)
     assert repr(kernel) == (
         "NTKKernel(n_hidden=3, activation='leaky_relu(0.1)', w_std=1.5, b_std=0.05, "
         "parameterization='standard', width=256)"
     )
-    assert repr(NNGPKernel()) == "NNGPKernel(n_hidden=1, activation='relu', w_std=1, b_std=0)"
+    assert repr(NNGPKernel()) == "NNGPKernel(n_hidden=1, activation='relu', w_std=1, b_std=0.1)"
     assert repr(NNGPKernel() + WhiteKernel(0.1)) == (
-        "NNGPKernel(n_hidden=1, activation='relu', w_std=1, b_std=0) + "
+        "NNGPKernel(n_hidden=1, activation='relu', w_std=1, b_std=0.1) + "
         "WhiteKernel(noise_level=0.1)"
     )
     assert not kernel.is_stationary()

@@ -50,7 +50,7 @@ class _FullyConnectedKernel(Kernel):
         n_hidden=1,
         activation="relu",
         w_std=1.0,
-        b_std=0.0,
+        b_std=0.1,
         parameterization="ntk",
         width=512,
         w_std_bounds=(1e-5, 1e5),
@@ -249,10 +249,12 @@ class NNGPKernel(_FullyConnectedKernel):
         ``"erf"``, ``"gelu"``, ``"sin"``, ``"rbf(gamma)"``, ``"identity"``, ``"sigmoid_like"``.
     w_std : float, default=1.0
         Weight standard deviation (times ``sqrt(fan_in)``).
-    b_std : float, default=0.0
-        Bias standard deviation. A value of exactly 0 (no biases) cannot be log-transformed and
-        is therefore held fixed, whatever ``b_std_bounds`` says; start from a small positive
-        value (e.g. 0.1) to let the optimiser fit it. The same rule applies to ``w_std=0``.
+    b_std : float, default=0.1
+        Bias standard deviation (the default is that of the estimators, e.g.
+        :class:`~overparam_sklearn.NTKRegressor`; :func:`~overparam_sklearn.nngp_kernel`
+        defaults to 0). A value of exactly 0 (no biases) cannot be log-transformed and is
+        therefore held fixed, whatever ``b_std_bounds`` says: the bias-free network stays
+        bias-free under optimisation. The same rule applies to ``w_std=0``.
     parameterization : {"ntk", "standard"}, default="ntk"
         Does not change the NNGP; accepted so that the two kernels share their parameters.
     width : float, default=512
@@ -316,10 +318,12 @@ class NTKKernel(_FullyConnectedKernel):
         ``"erf"``, ``"gelu"``, ``"sin"``, ``"rbf(gamma)"``, ``"identity"``, ``"sigmoid_like"``.
     w_std : float, default=1.0
         Weight standard deviation (times ``sqrt(fan_in)``).
-    b_std : float, default=0.0
-        Bias standard deviation. A value of exactly 0 (no biases) cannot be log-transformed and
-        is therefore held fixed, whatever ``b_std_bounds`` says; start from a small positive
-        value to let the optimiser fit it. The same rule applies to ``w_std=0``.
+    b_std : float, default=0.1
+        Bias standard deviation (the default is that of the estimators, e.g.
+        :class:`~overparam_sklearn.NTKRegressor`; :func:`~overparam_sklearn.nngp_kernel`
+        defaults to 0). A value of exactly 0 (no biases) cannot be log-transformed and is
+        therefore held fixed, whatever ``b_std_bounds`` says: the bias-free network stays
+        bias-free under optimisation. The same rule applies to ``w_std=0``.
     parameterization : {"ntk", "standard"}, default="ntk"
         neural-tangents' parameterization. In the standard one the NTK grows with ``width``.
     width : float, default=512
@@ -348,7 +352,7 @@ class NTKKernel(_FullyConnectedKernel):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(30, 3))
     >>> y = np.sin(X[:, 0])
-    >>> kernel = NTKKernel(n_hidden=3, activation="relu", b_std=0.1)
+    >>> kernel = NTKKernel(n_hidden=3, activation="relu")
     >>> K = kernel(X)
     >>> K.shape, bool(np.allclose(np.diag(K), kernel.diag(X)))
     ((30, 30), True)

@@ -1,0 +1,114 @@
+"""The shared torch backend, and the promise that no estimator touches global state."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import ClassifierMixin, RegressorMixin, clone
+
+from overparam_sklearn import _backend
+from overparam_sklearn._backend import (
+    check_memory,
+    make_generator,
+    resolve_device,
+    resolve_dtype,
+    rows_per_tile,
+    tile_slices,
+    to_numpy,
+    to_tensor,
+)
+
+from test_common import ESTIMATORS
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("tpu")
+    with pytest.raises(TypeError):
+        resolve_device(3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_resolve_dtype():
+    assert resolve_dtype(None) == torch.float64
+    assert resolve_dtype(None, "float32") == torch.float32
+    assert resolve_dtype("float32") == torch.float32
+    assert resolve_dtype(np.float64) == torch.float64
+    with pytest.raises(ValueError, match="float32"):
+        resolve_dtype("float16")
+
+
+def test_tensor_round_trip_and_read_only_input():
+    X = np.arange(6.0).reshape(2, 3)
+    X.setflags(write=False)
+    t = to_tensor(X, torch.device("cpu"), torch.float32)
+    assert t.dtype == torch.float32
+    np.testing.assert_array_equal(to_numpy(t), X)
+
+
+def test_generator_is_private_and_reproducible():
+    state = torch.get_rng_state().clone()
+    a = torch.randn(5, generator=make_generator(0))
+    b = torch.randn(5, generator=make_generator(0))
+    c = torch.randn(5, generator=make_generator(1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    rs = np.random.RandomState(3)
+    d = torch.randn(5, generator=make_generator(rs))
+    e = torch.randn(5, generator=make_generator(rs))
+    assert not torch.equal(d, e)  # a shared RandomState advances
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_memory_check_and_tiles(monkeypatch):
+    monkeypatch.setattr(_backend, "available_memory", lambda device: 10 * 2**30)
+    check_memory(2**30, "cpu", "a small thing")
+    with pytest.raises(ValueError, match="Not enough memory for the big one.*reduce n"):
+        check_memory(20 * 2**30, "cpu", "the big one", hint="reduce n")
+    assert rows_per_tile(1000, torch.float64, 1, tile_bytes=8000 * 7) == 7
+    slices = tile_slices(10, 4)
+    assert [(s.start, s.stop) for s in slices] == [(0, 4), (4, 8), (8, 10)]
+
+
+def _small_data(estimator):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4))
+    if isinstance(estimator, ClassifierMixin) or "classifier" in type(estimator).__name__.lower():
+        y = (X[:, 0] + 0.3 * rng.normal(size=40) > 0).astype(int)
+    elif isinstance(estimator, RegressorMixin):
+        y = np.sin(X[:, 0])
+    else:
+        y = (X[:, 0] > 0).astype(int)  # scorers and samplers take labels
+    return X, y
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_fit_and_predict_leave_torch_global_state_untouched(estimator):
+    X, y = _small_data(estimator)
+    threads = torch.get_num_threads()
+    dtype = torch.get_default_dtype()
+    torch_rng = torch.get_rng_state().clone()
+    np_rng = np.random.get_state()[1].copy()
+    est = clone(estimator)
+    # random_state=None means numpy's global RandomState (the scikit-learn convention), which
+    # then legitimately advances; fix every seed so that any use of global state shows.
+    est.set_params(**{k: 0 for k in est.get_params(deep=True) if k.endswith("random_state")})
+    if hasattr(est, "fit_resample"):
+        est.fit_resample(X, y)
+    else:
+        est.fit(X, y)
+        for method in ("predict", "predict_proba", "transform", "decision_function"):
+            if hasattr(est, method):
+                getattr(est, method)(X[:5])
+        if hasattr(est, "score_samples"):
+            try:
+                est.score_samples(X[:5], y[:5])
+            except TypeError:
+                est.score_samples(X[:5])
+    assert torch.get_num_threads() == threads
+    assert torch.get_default_dtype() == dtype
+    assert torch.equal(torch.get_rng_state(), torch_rng)
+    assert np.array_equal(np.random.get_state()[1], np_rng)

@@ -1,0 +1,10 @@
+"""Prior-data fitted networks: transformers that do Bayesian inference in one forward pass.
+
+``priors`` samples training datasets, ``model`` holds the transformer and its bar-distribution
+head, ``train`` trains and exports weights (``python -m overparam_sklearn.pfn.train``), and
+``estimator`` wraps the shipped weights as scikit-learn estimators.
+"""
+
+from .estimator import PFNClassifier, PFNPredictiveDistribution, PFNRegressor, load_pfn
+
+__all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_pfn"]

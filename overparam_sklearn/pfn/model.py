@@ -1,0 +1,270 @@
+"""The PFN transformer and its output heads.
+
+Müller et al., "Transformers Can Do Bayesian Inference" (ICLR 2022):
+
+* Sec. 4 / Fig. 2: the context points are tokens ``enc(x) + enc(y)`` and the query points tokens
+  ``enc(x)``; every token attends only to the context tokens, so a query's prediction does not
+  depend on the other queries, and no positional encoding is used (the context is a set).
+* Sec. 4.1 "Riemann distribution": regression outputs a discretised density over ``n_bars``
+  buckets whose borders are quantiles of targets drawn from the prior; to give full support the
+  two outermost buckets are replaced by half-normal tails.
+* Classification uses a softmax over ``max_classes`` logits.
+
+The context stream never sees the queries, so at prediction time the keys/values of every layer
+are computed once from the context (:meth:`PFNTransformer.encode_context`) and any number of query
+chunks reuse them (:meth:`PFNTransformer.predict_queries`).
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["BarDistribution", "PFNTransformer", "build_model"]
+
+# median of the standard half-normal distribution, Phi^-1(0.75)
+_HALFNORMAL_MEDIAN = 0.6744897501960817
+
+
+class BarDistribution(nn.Module):
+    """Riemann ("bar") distribution with half-normal tails on a fixed set of bucket borders.
+
+    Bucket ``i`` spans ``[borders[i], borders[i + 1]]``. The interior buckets have a uniform
+    density; bucket 0 is replaced by a half-normal on ``(-inf, borders[1]]`` and the last bucket
+    by a half-normal on ``[borders[-2], inf)``, each with the scale that puts half of its mass
+    within the original bucket width (the "full support" bar distribution of the PFN paper).
+
+    All methods take bucket probabilities ``probs`` (..., n_bars) (or ``logits`` for
+    :meth:`nll`) and work in float64 when given float64.
+    """
+
+    def __init__(self, borders):
+        super().__init__()
+        borders = torch.as_tensor(borders, dtype=torch.float32)
+        if borders.ndim != 1 or borders.numel() < 4 or not bool((borders[1:] > borders[:-1]).all()):
+            raise ValueError("borders must be a strictly increasing 1-D tensor with at least 4 entries")
+        self.register_buffer("borders", borders)
+
+    @property
+    def n_bars(self):
+        return self.borders.numel() - 1
+
+    def _parts(self, dtype):
+        b = self.borders.to(dtype)
+        widths = b[1:] - b[:-1]
+        s_left = widths[0] / _HALFNORMAL_MEDIAN
+        s_right = widths[-1] / _HALFNORMAL_MEDIAN
+        return b, widths, s_left, s_right
+
+    def log_prob_from_logp(self, logp, y):
+        """``log p(y)`` given bucket log-probabilities ``logp`` (..., n_bars) and ``y`` (...)."""
+        b, widths, s_l, s_r = self._parts(logp.dtype)
+        y = y.to(logp.dtype)
+        K = self.n_bars
+        idx = torch.searchsorted(b[1:-1].contiguous(), y.contiguous(), right=False).clamp(0, K - 1)
+        lp = torch.gather(logp, -1, idx[..., None])[..., 0]
+        interior = lp - torch.log(widths[idx])
+        log_hn = math.log(math.sqrt(2.0 / math.pi))
+        left = lp + log_hn - torch.log(s_l) - 0.5 * ((b[1] - y) / s_l) ** 2
+        right = lp + log_hn - torch.log(s_r) - 0.5 * ((y - b[-2]) / s_r) ** 2
+        out = torch.where(idx == 0, left, interior)
+        return torch.where(idx == K - 1, right, out)
+
+    def nll(self, logits, y):
+        """Negative log density of ``y`` under ``softmax(logits)`` (the PFN training loss)."""
+        return -self.log_prob_from_logp(torch.log_softmax(logits, -1), y)
+
+    def logpdf(self, probs, y):
+        return self.log_prob_from_logp(torch.log(probs.clamp_min(1e-300 if probs.dtype == torch.float64 else 1e-38)), y)
+
+    def mean(self, probs):
+        b, widths, s_l, s_r = self._parts(probs.dtype)
+        centers = 0.5 * (b[1:] + b[:-1])
+        centers = centers.clone()
+        c = math.sqrt(2.0 / math.pi)
+        centers[0] = b[1] - s_l * c
+        centers[-1] = b[-2] + s_r * c
+        return probs @ centers
+
+    def variance(self, probs):
+        b, widths, s_l, s_r = self._parts(probs.dtype)
+        lo, hi = b[:-1], b[1:]
+        second = (lo**2 + lo * hi + hi**2) / 3.0
+        c = math.sqrt(2.0 / math.pi)
+        second = second.clone()
+        # half-normal tail t >= 0 with E t = s c, E t^2 = s^2: y = b1 - t (left), y = b_{K-1} + t
+        second[0] = b[1] ** 2 - 2 * b[1] * s_l * c + s_l**2
+        second[-1] = b[-2] ** 2 + 2 * b[-2] * s_r * c + s_r**2
+        m = self.mean(probs)
+        return (probs @ second - m**2).clamp_min(0.0)
+
+    def cdf(self, probs, y):
+        b, widths, s_l, s_r = self._parts(probs.dtype)
+        y = y.to(probs.dtype)
+        K = self.n_bars
+        cum = torch.cumsum(probs, -1)
+        before = torch.cat([torch.zeros_like(cum[..., :1]), cum[..., :-1]], -1)
+        idx = torch.searchsorted(b[1:-1].contiguous(), y.contiguous(), right=False).clamp(0, K - 1)
+        p = torch.gather(probs, -1, idx[..., None])[..., 0]
+        start = torch.gather(before, -1, idx[..., None])[..., 0]
+        frac = ((y - b[idx]) / widths[idx]).clamp(0.0, 1.0)
+        interior = start + p * frac
+        sqrt2 = math.sqrt(2.0)
+        left = p * torch.erfc(((b[1] - y) / (s_l * sqrt2)).clamp_min(0.0))
+        right = start + p * torch.erf(((y - b[-2]) / (s_r * sqrt2)).clamp_min(0.0))
+        out = torch.where(idx == 0, left, interior)
+        return torch.where(idx == K - 1, right, out)
+
+    def quantile(self, probs, q):
+        """Quantiles ``q`` (a float or a tensor broadcastable to ``probs.shape[:-1]``)."""
+        b, widths, s_l, s_r = self._parts(probs.dtype)
+        K = self.n_bars
+        q = torch.as_tensor(q, dtype=probs.dtype, device=probs.device)
+        q = torch.broadcast_to(q, probs.shape[:-1]).contiguous()
+        cum = torch.cumsum(probs, -1)
+        cum = cum / cum[..., -1:].clamp_min(1e-300)
+        idx = torch.searchsorted(cum.contiguous(), q[..., None], right=False)[..., 0].clamp(0, K - 1)
+        p = torch.gather(probs / probs.sum(-1, keepdim=True), -1, idx[..., None])[..., 0].clamp_min(1e-300)
+        before = torch.gather(cum, -1, idx[..., None])[..., 0] - p
+        frac = ((q - before) / p).clamp(0.0, 1.0)
+        interior = b[idx] + frac * widths[idx]
+        sqrt2 = math.sqrt(2.0)
+        # left tail: F(y) = p * erfc((b1 - y) / (s sqrt2))  ->  y = b1 - s sqrt2 erfcinv(q / p)
+        u = (q / p).clamp(1e-12, 1.0)
+        left = b[1] - s_l * sqrt2 * torch.special.erfinv(1.0 - u)
+        # right tail: F(y) = before + p * erf((y - b_{K-1}) / (s sqrt2))
+        v = ((q - before) / p).clamp(0.0, 1.0 - 1e-12)
+        right = b[-2] + s_r * sqrt2 * torch.special.erfinv(v)
+        out = torch.where(idx == 0, left, interior)
+        return torch.where(idx == K - 1, right, out)
+
+
+class _Layer(nn.Module):
+    """Pre-LayerNorm transformer layer whose keys and values come from the context only."""
+
+    def __init__(self, d_model, n_heads, d_ff):
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(d_model)
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.ff1 = nn.Linear(d_model, d_ff)
+        self.ff2 = nn.Linear(d_ff, d_model)
+
+    def _heads(self, t):
+        B, N, D = t.shape
+        return t.view(B, N, self.n_heads, D // self.n_heads).transpose(1, 2)
+
+    def keys_values(self, h_ctx):
+        k, v = self.kv(self.ln1(h_ctx)).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def forward(self, h, k, v, key_mask=None):
+        B, N, D = h.shape
+        q = self._heads(self.q(self.ln1(h)))
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        h = h + self.out(att.transpose(1, 2).reshape(B, N, D))
+        return h + self.ff2(F.gelu(self.ff1(self.ln2(h))))
+
+
+class PFNTransformer(nn.Module):
+    """Transformer PFN: context tokens ``enc(x) + enc(y)``, query tokens ``enc(x)``.
+
+    Parameters
+    ----------
+    task : {"regression", "classification"}
+    d_max : int
+        Number of input features the network takes (datasets with fewer are zero-padded).
+    d_model, n_layers, n_heads, d_ff : int
+        Transformer sizes.
+    borders : 1-D tensor, optional
+        Bucket borders of the regression head (``n_bars + 1`` values).
+    max_classes : int
+        Number of classification logits.
+    """
+
+    def __init__(self, task, d_max, d_model=128, n_layers=4, n_heads=4, d_ff=256, borders=None, max_classes=10):
+        super().__init__()
+        if task not in ("regression", "classification"):
+            raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+        self.task = task
+        self.d_max = d_max
+        self.max_classes = max_classes
+        self.x_encoder = nn.Linear(d_max, d_model)
+        if task == "regression":
+            if borders is None:
+                raise ValueError("a regression PFN needs bucket borders")
+            self.bar = BarDistribution(borders)
+            self.y_encoder = nn.Linear(1, d_model)
+            n_out = self.bar.n_bars
+        else:
+            self.bar = None
+            self.y_encoder = nn.Embedding(max_classes, d_model)
+            n_out = max_classes
+        self.layers = nn.ModuleList(_Layer(d_model, n_heads, d_ff) for _ in range(n_layers))
+        self.ln_out = nn.LayerNorm(d_model)
+        self.head = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, n_out))
+
+    def _embed_y(self, y):
+        if self.task == "regression":
+            return self.y_encoder(y[..., None].to(self.x_encoder.weight.dtype))
+        return self.y_encoder(y.long().clamp(0, self.max_classes - 1))
+
+    def forward(self, x, y, n_ctx):
+        """Training forward pass on whole datasets.
+
+        ``x`` (B, N, d_max), ``y`` (B, N), ``n_ctx`` (B,): the first ``n_ctx[b]`` points of
+        dataset ``b`` are its context (they carry their ``y``); every point attends only to those.
+        Returns output logits (B, N, n_out); only the query positions are meaningful for a loss.
+        """
+        B, N, _ = x.shape
+        is_ctx = torch.arange(N, device=x.device)[None, :] < n_ctx[:, None]
+        h = self.x_encoder(x) + self._embed_y(y) * is_ctx[..., None].to(x.dtype)
+        key_mask = is_ctx[:, None, None, :]
+        for layer in self.layers:
+            k, v = layer.keys_values(h)
+            h = layer(h, k, v, key_mask)
+        return self.head(self.ln_out(h))
+
+    def encode_context(self, x_ctx, y_ctx):
+        """Keys/values of every layer for a context (B, n, d_max), (B, n); queries reuse them."""
+        h = self.x_encoder(x_ctx) + self._embed_y(y_ctx)
+        cache = []
+        for layer in self.layers:
+            k, v = layer.keys_values(h)
+            cache.append((k, v))
+            h = layer(h, k, v)
+        return cache
+
+    def predict_queries(self, cache, x_query):
+        """Output logits (B, m, n_out) for queries (B, m, d_max) given :meth:`encode_context`."""
+        h = self.x_encoder(x_query)
+        for layer, (k, v) in zip(self.layers, cache):
+            h = layer(h, k, v)
+        return self.head(self.ln_out(h))
+
+
+def build_model(config, state_dict=None):
+    """A :class:`PFNTransformer` from a config dict (as stored beside shipped weights)."""
+    borders = None
+    if config["task"] == "regression":
+        if state_dict is not None:
+            borders = state_dict["bar.borders"]
+        else:
+            borders = torch.as_tensor(config["borders"], dtype=torch.float32)
+    model = PFNTransformer(
+        config["task"],
+        config["d_max"],
+        d_model=config["d_model"],
+        n_layers=config["n_layers"],
+        n_heads=config["n_heads"],
+        d_ff=config["d_ff"],
+        borders=borders,
+        max_classes=config.get("max_classes", 10),
+    )
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    return model

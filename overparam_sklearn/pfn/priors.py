@@ -1,0 +1,324 @@
+"""Priors over datasets for training prior-data fitted networks (PFNs).
+
+Every sampler is batched in torch and draws all of its randomness from the private
+:class:`torch.Generator` it is given, so a batch is a pure function of the generator's seed
+(Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022, Sec. 3: the PFN is trained on
+datasets ``D ~ p(D)`` drawn from the prior).
+
+A batch is a dict with
+
+``x`` : (B, N, d_max) float32
+    Inputs; features beyond a dataset's own number of features are zero.
+``y`` : (B, N) float32
+    Targets (standardised regression targets, or integer class labels stored as floats).
+``n_ctx`` : (B,) int64
+    Number of leading points of each dataset that form its context (training set); the remaining
+    ``N - n_ctx`` points are queries.
+``n_features`` : (B,) int64
+
+Inputs are standardised with the mean and standard deviation of each dataset's *context* points,
+exactly as :class:`~overparam_sklearn.PFNRegressor` standardises its training data, so the network
+sees the same input distribution at training and at prediction time. Regression targets are
+standardised the same way (except for the fixed-hyperparameter GP prior used to check the
+machinery against the exact GP posterior, which keeps raw inputs and targets).
+"""
+
+import math
+
+import torch
+
+__all__ = [
+    "sample_inputs",
+    "standardize_context",
+    "rbf_gp_sample",
+    "gp_hyper_prior",
+    "gp_fixed_prior",
+    "bnn_prior",
+    "regression_prior",
+    "classification_prior",
+    "get_prior",
+    "FIXED_GP",
+]
+
+# Hyperparameters of the fixed GP prior (machinery check): RBF kernel on inputs uniform on
+# [0, 1]^d with lengthscale 0.3 * sqrt(d) (so the typical correlation between two inputs does not
+# depend on d), unit output scale and noise standard deviation 0.1.
+FIXED_GP = {"lengthscale_per_sqrt_d": 0.3, "outputscale": 1.0, "noise_std": 0.1}
+
+_JITTER = 1e-6
+
+
+def _uniform(gen, shape, low=0.0, high=1.0):
+    return low + (high - low) * torch.rand(shape, generator=gen, dtype=torch.float64)
+
+
+def _randint(gen, low, high, shape):
+    """Integers uniform on ``[low, high]`` (inclusive)."""
+    return torch.randint(low, high + 1, shape, generator=gen)
+
+
+def _context_mask(n_ctx, n_points):
+    """(B, N) boolean mask, True on each dataset's context points."""
+    return torch.arange(n_points)[None, :] < n_ctx[:, None]
+
+
+def standardize_context(values, n_ctx, zero_constant=True, eps=1e-8):
+    """Standardise ``values`` (B, N, k) with the mean/std of each dataset's context points.
+
+    Constant columns (zero standard deviation in the context) become zero when ``zero_constant``
+    (input features), or are only centred (targets, as scikit-learn's ``_handle_zeros_in_scale``
+    does). This matches ``PFNRegressor``'s preprocessing (population standard deviation).
+    """
+    mask = _context_mask(n_ctx, values.shape[1]).to(values.dtype)[..., None]
+    count = mask.sum(1, keepdim=True).clamp_min(1.0)
+    mean = (values * mask).sum(1, keepdim=True) / count
+    var = (((values - mean) ** 2) * mask).sum(1, keepdim=True) / count
+    std = var.sqrt()
+    constant = std <= eps * (1.0 + mean.abs())
+    out = (values - mean) / torch.where(constant, torch.ones_like(std), std)
+    if zero_constant:
+        out = torch.where(constant, torch.zeros_like(out), out)
+    return out
+
+
+def sample_inputs(gen, batch, n_points, n_features, d_max):
+    """Raw inputs with varied marginal distributions and dependence, zero-padded to ``d_max``.
+
+    Each feature's marginal is normal, uniform, log-normal (skewed), heavy-tailed (Student t with
+    3 degrees of freedom), a two-component mixture, or discrete with 2 to 10 levels; a third of the
+    datasets also mix their features linearly so that they are correlated.
+    """
+    B, N, D = batch, n_points, d_max
+    kind = _randint(gen, 0, 5, (B, 1, D))
+    z = torch.randn((B, N, D), generator=gen, dtype=torch.float64)
+    u = _uniform(gen, (B, N, D))
+    sigma = _uniform(gen, (B, 1, D), 0.3, 1.0)
+    chi = torch.randn((B, N, D, 3), generator=gen, dtype=torch.float64).pow(2).sum(-1)
+    t3 = z / torch.sqrt(chi / 3.0 + 1e-3)
+    comp = torch.rand((B, N, D), generator=gen, dtype=torch.float64) < 0.5
+    shift = _uniform(gen, (B, 1, D), 1.0, 4.0)
+    mixture = z * 0.5 + comp.to(z.dtype) * shift
+    levels = _randint(gen, 2, 10, (B, 1, D)).to(torch.float64)
+    discrete = torch.floor(u * levels)
+    x = torch.where(kind == 0, z, u)
+    x = torch.where(kind == 2, torch.exp(sigma * 1.5 * z), x)
+    x = torch.where(kind == 3, t3.clamp(-30, 30), x)
+    x = torch.where(kind == 4, mixture, x)
+    x = torch.where(kind == 5, discrete, x)
+    mix = torch.rand((B, 1, 1), generator=gen, dtype=torch.float64) < 1.0 / 3.0
+    A = torch.eye(D, dtype=torch.float64) + 0.7 * torch.randn((B, D, D), generator=gen, dtype=torch.float64)
+    x = torch.where(mix, x @ A.transpose(1, 2), x)
+    present = torch.arange(D)[None, None, :] < n_features[:, None, None]
+    return torch.where(present, x, torch.zeros_like(x))
+
+
+def rbf_gp_sample(gen, x, inv_lengthscale, outputscale, noise_std):
+    """Draw ``y = f(x) + eps`` with ``f ~ GP(0, s^2 exp(-|(x - x') / l|^2 / 2))`` (ARD RBF).
+
+    Parameters: ``x`` (B, N, D) float64, ``inv_lengthscale`` (B, D) (zero for irrelevant or absent
+    features), ``outputscale`` (B,) standard deviation ``s`` and ``noise_std`` (B,). Returns
+    ``(f, y)``, each (B, N) float64.
+    """
+    xs = x * inv_lengthscale[:, None, :]
+    norms = xs.pow(2).sum(-1)
+    sq = (norms[:, :, None] + norms[:, None, :] - 2.0 * xs @ xs.transpose(1, 2)).clamp_min(0.0)
+    K = outputscale[:, None, None] ** 2 * torch.exp(-0.5 * sq)
+    N = x.shape[1]
+    K = K + _JITTER * torch.eye(N, dtype=x.dtype)
+    L, info = torch.linalg.cholesky_ex(K)
+    if bool((info != 0).any()):  # rare: fall back to a larger jitter
+        L = torch.linalg.cholesky(K + 1e-4 * torch.eye(N, dtype=x.dtype))
+    f = (L @ torch.randn((x.shape[0], N, 1), generator=gen, dtype=x.dtype))[..., 0]
+    y = f + noise_std[:, None] * torch.randn(f.shape, generator=gen, dtype=x.dtype)
+    return f, y
+
+
+def _draw_sizes(gen, batch, n_points, d_max, min_features=1):
+    return _randint(gen, min_features, d_max, (batch,))
+
+
+def _gp_hyperparameters(gen, n_features, d_max):
+    """ARD inverse lengthscales (zero for irrelevant/absent features), output scale, noise std.
+
+    Hyperpriors: each present feature is relevant with probability 0.8 (at least one is);
+    ``log l ~ N(log(0.8 sqrt(d_rel)), 0.7^2)`` on standardised inputs; ``log s ~ N(0, 0.5^2)``;
+    noise-to-signal ratio ``sigma_n / s`` log-uniform on [0.01, 1].
+    """
+    B = n_features.shape[0]
+    present = torch.arange(d_max)[None, :] < n_features[:, None]
+    relevant = (torch.rand((B, d_max), generator=gen) < 0.8) & present
+    first = torch.nn.functional.one_hot(
+        (torch.rand((B,), generator=gen) * n_features).long().clamp_max(d_max - 1), d_max
+    ).bool()
+    relevant = relevant | (first & ~relevant.any(1, keepdim=True))
+    d_rel = relevant.sum(1).clamp_min(1).to(torch.float64)
+    log_l = torch.log(0.8 * d_rel.sqrt())[:, None] + 0.7 * torch.randn((B, d_max), generator=gen, dtype=torch.float64)
+    inv_l = torch.where(relevant, torch.exp(-log_l), torch.zeros_like(log_l))
+    outputscale = torch.exp(0.5 * torch.randn((B,), generator=gen, dtype=torch.float64))
+    ratio = torch.exp(_uniform(gen, (B,), math.log(0.01), math.log(1.0)))
+    return inv_l, outputscale, ratio * outputscale
+
+
+def _finish_regression(x, y, n_ctx, n_features, normalize=True):
+    if normalize:
+        # clamp the rare huge standardised targets of tiny contexts (|z| > 50) to keep the loss sane
+        y = standardize_context(y[..., None], n_ctx, zero_constant=False)[..., 0].clamp(-50.0, 50.0)
+    return {
+        "x": x.float(),
+        "y": y.float(),
+        "n_ctx": n_ctx,
+        "n_features": n_features,
+    }
+
+
+def gp_hyper_prior(gen, batch, n_points, n_ctx, d_max):
+    """GP prior with hyperpriors over ARD lengthscales, output scale and noise (regression)."""
+    n_features = _draw_sizes(gen, batch, n_points, d_max)
+    x = standardize_context(sample_inputs(gen, batch, n_points, n_features, d_max), n_ctx)
+    inv_l, s, noise = _gp_hyperparameters(gen, n_features, d_max)
+    _, y = rbf_gp_sample(gen, x, inv_l, s, noise)
+    return _finish_regression(x, y, n_ctx, n_features)
+
+
+def gp_fixed_prior(gen, batch, n_points, n_ctx, d_max, max_features=None):
+    """GP prior with fixed hyperparameters (:data:`FIXED_GP`), inputs uniform on [0, 1]^d.
+
+    Inputs and targets are *not* standardised, so the PFN's posterior predictive can be compared
+    directly with the exact GP posterior predictive.
+    """
+    d_hi = d_max if max_features is None else min(max_features, d_max)
+    n_features = _randint(gen, 1, d_hi, (batch,))
+    present = torch.arange(d_max)[None, None, :] < n_features[:, None, None]
+    x = _uniform(gen, (batch, n_points, d_max))
+    x = torch.where(present, x, torch.zeros_like(x))
+    d = n_features.to(torch.float64)
+    inv_l = (1.0 / (FIXED_GP["lengthscale_per_sqrt_d"] * d.sqrt()))[:, None] * present[:, 0, :].to(torch.float64)
+    s = torch.full((batch,), FIXED_GP["outputscale"], dtype=torch.float64)
+    noise = torch.full((batch,), FIXED_GP["noise_std"], dtype=torch.float64)
+    _, y = rbf_gp_sample(gen, x, inv_l, s, noise)
+    return _finish_regression(x, y, n_ctx, n_features, normalize=False)
+
+
+def _random_mlp(gen, x, n_out, relevant):
+    """Latent functions of random MLPs: 1-3 hidden layers of width 16-64, tanh / relu / sin / erf
+    style activations, weights ``N(0, w^2 / fan_in)`` with ``w ~ U(0.7, 2.5)``, inputs restricted
+    to the ``relevant`` features. Returns (B, N, n_out) float64, columns scaled to unit variance
+    (over the dataset)."""
+    B, N, D = x.shape
+    h = x * relevant[:, None, :].to(x.dtype)
+    fan_in = relevant.sum(1).clamp_min(1).to(x.dtype)[:, None, None]
+    depth = int(_randint(gen, 1, 3, (1,)))
+    width = int(_randint(gen, 16, 64, (1,)))
+    act = int(_randint(gen, 0, 3, (1,)))
+    for layer in range(depth):
+        w_std = _uniform(gen, (B, 1, 1), 0.7, 2.5)
+        W = torch.randn((B, h.shape[2], width), generator=gen, dtype=x.dtype) * w_std / (
+            fan_in.sqrt() if layer == 0 else math.sqrt(h.shape[2])
+        )
+        b = 0.5 * torch.randn((B, 1, width), generator=gen, dtype=x.dtype)
+        h = h @ W + b
+        if act == 0:
+            h = torch.tanh(h)
+        elif act == 1:
+            h = torch.relu(h)
+        elif act == 2:
+            h = torch.sin(h)
+        else:
+            h = torch.tanh(h) + 0.3 * h
+    W = torch.randn((B, h.shape[2], n_out), generator=gen, dtype=x.dtype) / math.sqrt(h.shape[2])
+    f = h @ W
+    f = f - f.mean(1, keepdim=True)
+    return f / f.std(1, keepdim=True).clamp_min(1e-6)
+
+
+def _relevant_features(gen, n_features, d_max, p=0.8):
+    B = n_features.shape[0]
+    present = torch.arange(d_max)[None, :] < n_features[:, None]
+    relevant = (torch.rand((B, d_max), generator=gen) < p) & present
+    relevant[:, 0] |= ~relevant.any(1)
+    return relevant
+
+
+def bnn_prior(gen, batch, n_points, n_ctx, d_max):
+    """Random-MLP (Bayesian neural network) prior for regression, with Gaussian noise."""
+    n_features = _draw_sizes(gen, batch, n_points, d_max)
+    x = standardize_context(sample_inputs(gen, batch, n_points, n_features, d_max), n_ctx)
+    relevant = _relevant_features(gen, n_features, d_max)
+    f = _random_mlp(gen, x, 1, relevant)[..., 0]
+    ratio = torch.exp(_uniform(gen, (batch,), math.log(0.01), math.log(1.0)))
+    y = f + ratio[:, None] * torch.randn(f.shape, generator=gen, dtype=f.dtype)
+    return _finish_regression(x, y, n_ctx, n_features)
+
+
+def regression_prior(gen, batch, n_points, n_ctx, d_max, p_bnn=0.2):
+    """Mixture prior for the shipped regressor: the hyperprior GP, and with probability
+    ``p_bnn`` per batch the random-MLP prior."""
+    if float(torch.rand((1,), generator=gen)) < p_bnn:
+        return bnn_prior(gen, batch, n_points, n_ctx, d_max)
+    return gp_hyper_prior(gen, batch, n_points, n_ctx, d_max)
+
+
+def classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
+    """Classification datasets: labels from latent GP (70%) or random-MLP (30%) functions.
+
+    The number of classes is 2 with probability 1/2 and uniform on 3..``max_classes`` otherwise.
+    Half of the batches label each point with ``argmax_k f_k(x) + tau * Gumbel`` over ``K``
+    independent latent functions (label noise through the temperature ``tau``, log-uniform on
+    [0.01, 1]); the other half cut one noisy latent function at random quantiles into ``K`` ordered
+    classes. Class ids are then randomly permuted per dataset, so the network learns a
+    label-symmetric predictor.
+    """
+    B, N, D = batch, n_points, d_max
+    n_features = _draw_sizes(gen, B, N, D)
+    x = standardize_context(sample_inputs(gen, B, N, n_features, D), n_ctx)
+    K = int(_randint(gen, 3, max_classes, (1,))) if float(torch.rand((1,), generator=gen)) < 0.5 else 2
+    argmax_mode = float(torch.rand((1,), generator=gen)) < 0.5
+    n_latent = K if argmax_mode else 1
+    if float(torch.rand((1,), generator=gen)) < 0.7:
+        inv_l, _, _ = _gp_hyperparameters(gen, n_features, D)
+        f = torch.stack(
+            [
+                rbf_gp_sample(gen, x, inv_l, torch.ones(B, dtype=x.dtype), torch.zeros(B, dtype=x.dtype))[0]
+                for _ in range(n_latent)
+            ],
+            -1,
+        )
+    else:
+        relevant = _relevant_features(gen, n_features, D)
+        f = _random_mlp(gen, x, n_latent, relevant)
+    tau = torch.exp(_uniform(gen, (B, 1, 1), math.log(0.01), math.log(1.0)))
+    if argmax_mode:
+        gumbel = -torch.log(-torch.log(_uniform(gen, f.shape).clamp(1e-12, 1 - 1e-12)))
+        labels = torch.argmax(f + tau * gumbel, -1)
+    else:
+        g = f[..., 0] + tau[..., 0] * torch.randn((B, N), generator=gen, dtype=f.dtype)
+        cuts = torch.sort(_uniform(gen, (B, K - 1), 0.05, 0.95), 1).values
+        # quantiles over all points of each dataset (torch.quantile is not batched over q rows)
+        qs = torch.stack([torch.quantile(g[b], cuts[b]) for b in range(B)])
+        labels = (g[:, :, None] > qs[:, None, :]).sum(-1)
+    perm = torch.argsort(torch.rand((B, max_classes), generator=gen), 1)
+    labels = torch.gather(perm, 1, labels)
+    return {
+        "x": x.float(),
+        "y": labels.float(),
+        "n_ctx": n_ctx,
+        "n_features": n_features,
+    }
+
+
+_PRIORS = {
+    "regression": regression_prior,
+    "gp_hyper": gp_hyper_prior,
+    "gp_fixed": gp_fixed_prior,
+    "bnn": bnn_prior,
+    "classification": classification_prior,
+}
+
+
+def get_prior(name):
+    """The prior sampler called ``name`` (``regression``, ``gp_hyper``, ``gp_fixed``, ``bnn``,
+    ``classification``)."""
+    try:
+        return _PRIORS[name]
+    except KeyError:
+        raise ValueError(f"unknown prior {name!r}; choose one of {sorted(_PRIORS)}") from None

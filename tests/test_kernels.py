@@ -161,3 +161,21 @@ def test_bad_kernel_parameters():
         nngp_kernel(X, np.ones((2, 3)))
     with pytest.raises(ValueError, match="2-D"):
         nngp_kernel(np.ones(3))
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "abrelu(-0.5,2)"])
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_symmetric_tiles_mirror_the_upper_blocks(activation, parameterization):
+    # A symmetric kernel is computed on and above the diagonal only, in tiles, then mirrored;
+    # it must equal the one-block evaluation and the general (X, X) evaluation off the diagonal.
+    X = np.random.default_rng(4).normal(size=(90, 6))
+    args = (2, activation, 1.2, 0.1, parameterization, 64)
+    one_block = fc_kernels(X, None, *args)
+    tiled = fc_kernels(X, None, *args, tile_bytes=90 * 8 * 8 * 13)  # 13-row tiles
+    general = fc_kernels(X, X.copy(), *args)
+    for a, b, c in zip(one_block, tiled, general):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-14)
+        assert torch.equal(b, b.T)
+        off = ~torch.eye(90, dtype=torch.bool)
+        torch.testing.assert_close(b[off], c[off], rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(b.diagonal(), c.diagonal(), rtol=1e-7, atol=0)

@@ -70,11 +70,17 @@ class DualActivation:
         ``maps(k12, k11, k22, need_dot) -> (nngp, dot)``: ``E[phi(u)phi(v)]`` and, if
         ``need_dot``, ``E[phi'(u)phi'(v)]`` (else ``None``). ``k11`` and ``k22`` broadcast
         against ``k12`` (a column and a row for a matrix of pairs).
+    fast_maps : callable or None
+        ``fast_maps(k12, k11, k22, need_dot, on_diagonal)``: the same values computed with
+        fewer passes and in place; it may overwrite ``k12`` and is not differentiable.
+        ``on_diagonal`` says that entry ``[i, i]`` pairs a point with itself. Used by the
+        kernel recursion when no gradient is needed.
     """
 
     spec: str
     fn: Callable
     maps: Callable
+    fast_maps: Callable = None
 
     def __call__(self, x):
         return self.fn(x)
@@ -105,7 +111,22 @@ def _abrelu(a, b):
         nngp = factor * root + dot * k12
         return nngp, (dot if need_dot else None)
 
-    return fn, maps
+    def fast_maps(k12, k11, k22, need_dot, on_diagonal=False):
+        if bool((k11 == 0).any()) or bool((k22 == 0).any()):
+            return maps(k12, k11, k22, need_dot)  # the zero-input angle convention
+        # same formula as maps, about 9 passes over the block instead of 20
+        root = k11 * k22
+        root.addcmul_(k12, k12, value=-1).clamp_(min=0).sqrt_()
+        if on_diagonal:
+            # pairs (x, x): the angle is exactly 0, not the root of a round-off residual
+            root.diagonal().zero_()
+        angle = torch.atan2(root, k12)
+        factor = (a - b) ** 2 / (2 * math.pi)
+        dot = angle.mul_(-factor).add_((a**2 + b**2) / 2)
+        nngp = root.mul_(factor).addcmul_(dot, k12)
+        return nngp, (dot if need_dot else None)
+
+    return fn, maps, fast_maps
 
 
 def _erf(a=1.0, b=1.0, c=0.0):
@@ -251,8 +272,8 @@ def parse_activation(spec):
     for pattern, build in _PATTERNS:
         match = pattern.match(text)
         if match:
-            name, (fn, maps) = build(*match.groups())
-            return DualActivation(name, fn, maps)
+            name, functions = build(*match.groups())
+            return DualActivation(name, *functions)
     raise ValueError(
         f"Unknown activation {spec!r}; expected one of {', '.join(ACTIVATION_NAMES)} "
         "(for example 'leaky_relu(0.1)')."

@@ -90,8 +90,16 @@ def fc_diagonals(X, n_hidden, activation, w_std, b_std, parameterization="ntk", 
 
 
 def _fc_block(X1, X2, var1, var2, act, n_hidden, w_std, b_std, parameterization, width,
-              need_ntk):
-    """The recursion for one block of rows: returns (nngp, ntk or None), shape (r, m)."""
+              need_ntk, on_diagonal=False):
+    """The recursion for one block of rows: returns (nngp, ntk or None), shape (r, m).
+
+    ``on_diagonal``: row ``i`` of ``X1`` is row ``i`` of ``X2`` (a block of a symmetric kernel).
+    """
+    if act.fast_maps is not None and not any(
+        isinstance(p, torch.Tensor) for p in (w_std, b_std)
+    ):
+        return _fc_block_inplace(X1, X2, var1, var2, act, n_hidden, w_std, b_std,
+                                 parameterization, width, need_ntk, on_diagonal)
     d = X1.shape[1]
     s12 = X1 @ X2.T / d
     k12 = w_std**2 * s12 + b_std**2
@@ -108,6 +116,32 @@ def _fc_block(X1, X2, var1, var2, act, n_hidden, w_std, b_std, parameterization,
             else:
                 theta = width * e12 + 1.0 + w_std**2 * dot * theta
         del e12, dot
+    return k12, theta
+
+
+def _fc_block_inplace(X1, X2, var1, var2, act, n_hidden, w_std, b_std, parameterization, width,
+                      need_ntk, on_diagonal):
+    """:func:`_fc_block` with in-place updates and fused multiply-adds (no autograd)."""
+    d = X1.shape[1]
+    w2, b2 = float(w_std) ** 2, float(b_std) ** 2
+    s12 = X1 @ X2.T
+    theta = None
+    if need_ntk and parameterization == "standard":
+        theta = s12 + 1.0
+    k12 = s12.mul_(w2 / d).add_(b2)
+    if need_ntk and parameterization == "ntk":
+        theta = k12.clone()
+    for layer in range(n_hidden):
+        e12, dot = act.fast_maps(k12, var1[layer][:, None], var2[layer][None, :], need_ntk,
+                                 on_diagonal)
+        if need_ntk and parameterization == "standard":
+            base = torch.mul(e12, width).add_(1.0)
+            theta = torch.addcmul(base, dot, theta, value=w2, out=theta)
+            del base
+        k12 = e12.mul_(w2).add_(b2)
+        if need_ntk and parameterization == "ntk":
+            theta = torch.addcmul(k12, dot, theta, value=w2, out=theta)
+        del dot
     return k12, theta
 
 
@@ -153,28 +187,33 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     var2 = var1 if symmetric else fc_diagonals(X2, *args, need_ntk=False)[0]
     n, m = X1.shape[0], X2.shape[0]
     tile = rows_per_tile(m, X1.dtype, _BUFFERS_PER_TILE, tile_bytes)
-    if tile >= n:
-        return _fc_block(X1, X2, var1, var2, act, n_hidden, w_std, b_std, parameterization,
-                         width, need_ntk)
     requires_grad = any(isinstance(p, torch.Tensor) and p.requires_grad for p in (w_std, b_std))
-    if requires_grad:
-        # autograd needs the graph of every tile; concatenate instead of writing in place.
+    if requires_grad or (tile >= n and not symmetric):
+        # autograd needs the graph of every tile: concatenate instead of writing in place.
         blocks = [
             _fc_block(X1[sl], X2, [v[sl] for v in var1], var2, act, n_hidden, w_std, b_std,
-                      parameterization, width, need_ntk)
+                      parameterization, width, need_ntk, on_diagonal=symmetric and n <= tile)
             for sl in tile_slices(n, tile)
         ]
+        if len(blocks) == 1:
+            return blocks[0]
         nngp = torch.cat([b[0] for b in blocks])
         ntk = torch.cat([b[1] for b in blocks]) if need_ntk else None
         return nngp, ntk
     nngp = torch.empty((n, m), dtype=X1.dtype, device=X1.device)
     ntk = torch.empty((n, m), dtype=X1.dtype, device=X1.device) if need_ntk else None
     for sl in tile_slices(n, tile):
-        k, t = _fc_block(X1[sl], X2, [v[sl] for v in var1], var2, act, n_hidden, w_std, b_std,
-                         parameterization, width, need_ntk)
-        nngp[sl] = k
-        if need_ntk:
-            ntk[sl] = t
+        # a symmetric kernel needs only the blocks on and above the diagonal
+        cols = slice(sl.start, m) if symmetric else slice(0, m)
+        k, t = _fc_block(X1[sl], X2[cols], [v[sl] for v in var1], [v[cols] for v in var2],
+                         act, n_hidden, w_std, b_std, parameterization, width, need_ntk,
+                         on_diagonal=symmetric)
+        for out, block in ((nngp, k), (ntk, t)):
+            if out is None:
+                continue
+            out[sl, cols] = block
+            if symmetric:
+                out[sl.stop:, sl] = block[:, sl.stop - sl.start:].T
     return nngp, ntk
 
 

@@ -214,6 +214,11 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
             out[sl, cols] = block
             if symmetric:
                 out[sl.stop:, sl] = block[:, sl.stop - sl.start:].T
+                # the square block on the diagonal: copy its upper triangle to the lower one so
+                # the result is exactly symmetric (row and column round-off can differ)
+                square = out[sl, sl]
+                lower = torch.tril_indices(*square.shape, offset=-1, device=square.device)
+                square[lower[0], lower[1]] = square[lower[1], lower[0]]
     return nngp, ntk
 
 

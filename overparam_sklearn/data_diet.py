@@ -193,33 +193,116 @@ def _n_params(module):
     return sum(p.numel() for p in module.parameters())
 
 
-def grand_scores(module, X, y, tile_bytes=64 * 2**20):
+def _single_use_linears(module, x1):
+    """The ``nn.Linear`` submodules called exactly once in a forward pass of one example.
+
+    Returns ``[(name, linear, output_shape)]``; shapes come from a dry run on ``x1`` (one row).
+    A Linear called twice (weight sharing) or whose parameters are shared elsewhere is left out:
+    its per-example gradient is not the single product the factored norm assumes.
+    """
+    calls, shapes, handles = {}, {}, []
+    named = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+    for name, lin in named:
+
+        def hook(mod, inp, out, name=name):
+            calls[name] = calls.get(name, 0) + 1
+            shapes[name] = tuple(out.shape)
+
+        handles.append(lin.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            module(x1)
+    finally:
+        for h in handles:
+            h.remove()
+    owners = {}
+    for mod_name, mod in module.named_modules():
+        for p in mod.parameters(recurse=False):
+            owners.setdefault(id(p), set()).add(mod_name)
+    out = []
+    for name, lin in named:
+        shared = any(len(owners[id(p)]) > 1 for p in lin.parameters(recurse=False))
+        if calls.get(name) == 1 and not shared:
+            out.append((name, lin, shapes[name]))
+    return out
+
+
+def grand_scores(module, X, y, tile_bytes=64 * 2**20, factored=True):
     """GraNd (Paul et al. 2021, eq. 1) of one network over all its parameters.
 
-    ``|| grad_theta CE(f_theta(x), y) ||_2`` for every row, computed with
-    ``torch.func.vmap(grad(functional_call(...)))`` over tiles of rows whose per-example
-    gradients (``tile x n_params`` numbers) stay within ``tile_bytes``. The module runs in eval
-    mode (no dropout; norm layers use their running statistics).
+    ``|| grad_theta CE(f_theta(x), y) ||_2`` for every row, batched per example with
+    ``torch.func`` (``vmap`` of ``grad`` of ``functional_call``) over tiles of rows. The module
+    runs in eval mode (no dropout; norm layers use their running statistics), so rows are
+    independent.
+
+    With ``factored=True`` (default) the weights of every ``nn.Linear`` called once per forward
+    are not differentiated directly: ``vmap(grad)`` is taken with respect to a zero perturbation
+    of the layer's output, giving the per-example output gradient ``delta`` (positions
+    ``p = 1..P`` when the layer sees more than one vector per example), and the layer's input
+    ``h`` is returned alongside. The per-example weight gradient is ``sum_p delta_p h_p^T``, so
+    ``||dL/dW||^2 = sum_{p,q} (delta_p . delta_q)(h_p . h_q)`` and ``||dL/db||^2 =
+    ||sum_p delta_p||^2`` exactly (the rank-one identity of Goodfellow 2015, "Efficient
+    per-example gradient computations"), without materialising ``n x n_params`` numbers. All
+    other parameters get their per-example gradients from ``vmap(grad)`` directly, as does every
+    parameter with ``factored=False``. Tiles keep those per-example numbers within
+    ``tile_bytes``.
     """
     from torch.func import functional_call, grad, vmap
 
     module.eval()
     params = {k: v.detach() for k, v in module.named_parameters()}
     buffers = {k: v.detach() for k, v in module.named_buffers()}
+    linears = _single_use_linears(module, X[:1]) if factored and len(X) else []
+    factored_names = set()
+    for name, lin, _ in linears:
+        prefix = f"{name}." if name else ""
+        factored_names.update(prefix + k for k, _ in lin.named_parameters(recurse=False))
+    direct = {k: v for k, v in params.items() if k not in factored_names}
+    fixed = {k: v for k, v in params.items() if k in factored_names}
+    eps = [torch.zeros(shape, dtype=X.dtype, device=X.device) for _, _, shape in linears]
 
-    def loss_one(p, x, t):
-        out = functional_call(module, (p, buffers), (x.unsqueeze(0),))
-        return nn.functional.cross_entropy(out, t.unsqueeze(0))
+    def loss_one(direct_p, eps_l, x, t):
+        feats = []
+        handles = []
+        for i, (_, lin, _) in enumerate(linears):
 
-    per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
-    # the gradient dict plus the activations of the batched forward/backward: ~4 copies
-    tile = rows_per_tile(_n_params(module), X.dtype, n_buffers=4, tile_bytes=tile_bytes)
+            def hook(mod, inp, out, i=i):
+                feats.append(inp[0])
+                return out + eps_l[i]
+
+            handles.append(lin.register_forward_hook(hook))
+        try:
+            out = functional_call(module, ({**fixed, **direct_p}, buffers), (x.unsqueeze(0),))
+        finally:
+            for h in handles:
+                h.remove()
+        return nn.functional.cross_entropy(out, t.unsqueeze(0)), feats
+
+    per_example = vmap(grad(loss_one, argnums=(0, 1), has_aux=True), in_dims=(None, None, 0, 0))
+    width = sum(math.prod(shape) for _, _, shape in linears)
+    n_direct = sum(v.numel() for v in direct.values())
+    # the per-example numbers plus the activations of the batched forward/backward: ~4 copies
+    tile = rows_per_tile(n_direct + 2 * width, X.dtype, n_buffers=4, tile_bytes=tile_bytes)
     out = []
     for s in tile_slices(X.shape[0], tile):
-        g = per_example(params, X[s], y[s])
-        sq = sum(v.reshape(v.shape[0], -1).pow(2).sum(dim=1) for v in g.values())
-        out.append(sq.sqrt())
-    return torch.cat(out)
+        (g_direct, g_eps), feats = per_example(direct, eps, X[s], y[s])
+        rows = s.stop - s.start
+        # one fused pass per tensor (no squared temporary of the per-example gradients)
+        sq = [torch.linalg.vector_norm(v.reshape(rows, -1), dim=1).square()
+              for v in g_direct.values()]
+        for (_, lin, _), delta, h in zip(linears, g_eps, feats):
+            delta = delta.reshape(rows, -1, delta.shape[-1])  # (rows, P, out)
+            h = h.reshape(rows, -1, h.shape[-1])  # (rows, P, in)
+            if delta.shape[1] == 1:
+                sq.append(delta.square().sum(dim=(1, 2)) * h.square().sum(dim=(1, 2)))
+            else:
+                gram = (delta @ delta.transpose(1, 2)) * (h @ h.transpose(1, 2))
+                sq.append(gram.sum(dim=(1, 2)))
+            if lin.bias is not None:
+                sq.append(delta.sum(dim=1).square().sum(dim=1))
+        total = torch.stack(sq).sum(dim=0) if sq else torch.zeros(rows, dtype=X.dtype)
+        out.append(total.sqrt())
+    return torch.cat(out) if out else torch.zeros(0, dtype=X.dtype, device=X.device)
 
 
 def grand_scores_last_layer(module, X, y):

@@ -34,6 +34,7 @@ from overparam_sklearn.data_diet import (
     _grand_scores_loop,
     _last_linear,
     _MLP,
+    _reset_parameters,
     _select,
     grand_scores,
     grand_scores_last_layer,
@@ -105,6 +106,9 @@ def test_grand_torch_func_matches_backward_loop():
     fast = grand_scores(module, X, y)
     slow = _grand_scores_loop(module, X, y)
     torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-14)
+    # per-example gradients of every parameter materialised by vmap(grad): same numbers
+    torch.testing.assert_close(grand_scores(module, X, y, factored=False), slow, rtol=1e-12,
+                               atol=1e-14)
     # tiny tiles give the same numbers (tiling is exact)
     torch.testing.assert_close(grand_scores(module, X, y, tile_bytes=1), slow, rtol=1e-12,
                                atol=1e-14)
@@ -114,6 +118,44 @@ def test_grand_torch_func_matches_backward_loop():
     ref = _grand_scores_loop(module, X, y, params=[last.weight, last.bias])
     torch.testing.assert_close(closed, ref, rtol=1e-12, atol=1e-14)
     assert torch.all(closed < fast)  # a subset of the parameters has a smaller gradient norm
+
+
+class _Mixed(nn.Module):
+    """Exercises every path of the factored GraNd: a Linear seeing 3 positions per example
+    (Gram identity), a LayerNorm (direct vmap(grad)), a Linear called twice (direct), a head."""
+
+    def __init__(self, n_features=6, n_classes=3):
+        super().__init__()
+        self.tok = nn.Linear(2, 4)
+        self.inp = nn.Linear(4 * (n_features // 2), 8)
+        self.norm = nn.LayerNorm(8)
+        self.shared = nn.Linear(8, 8)
+        self.head = nn.Linear(8, n_classes, bias=False)
+
+    def forward(self, X):
+        h = torch.tanh(self.tok(X.reshape(X.shape[0], -1, 2))).flatten(1)
+        h = torch.tanh(self.norm(self.inp(h)))
+        h = torch.tanh(self.shared(torch.tanh(self.shared(h))))
+        return self.head(h)
+
+
+def test_grand_factored_paths_match_backward_loop():
+    gen = torch.Generator().manual_seed(1)
+    module = _Mixed().double()
+    _reset_parameters(module, gen)
+    with torch.no_grad():
+        module.norm.weight.uniform_(0.5, 1.5, generator=gen)
+        module.norm.bias.uniform_(-0.5, 0.5, generator=gen)
+    X = torch.randn(17, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (17,), generator=gen)
+    slow = _grand_scores_loop(module, X, y)
+    torch.testing.assert_close(grand_scores(module, X, y), slow, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grand_scores(module, X, y, factored=False), slow, rtol=1e-12,
+                               atol=1e-14)
+    # the last-layer closed form handles a readout without bias
+    ref = _grand_scores_loop(module, X, y, params=[module.head.weight])
+    torch.testing.assert_close(grand_scores_last_layer(module, X, y), ref, rtol=1e-12,
+                               atol=1e-14)
 
 
 def test_grand_linear_model_closed_form(blobs):

@@ -261,7 +261,8 @@ def parse_activation(spec):
     >>> act = parse_activation("leaky_relu(0.1)")
     >>> act.spec
     'leaky_relu(0.1)'
-    >>> float(act.diag(torch.tensor([1.0]))[0])  # E[phi(u)^2] = (a^2 + 1) / 2 for u ~ N(0, 1)
+    >>> k = torch.tensor([1.0], dtype=torch.float64)
+    >>> float(act.diag(k)[0])  # E[phi(u)^2] = (a^2 + 1) / 2 for u ~ N(0, 1)
     0.505
     """
     if isinstance(spec, DualActivation):

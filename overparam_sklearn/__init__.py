@@ -18,6 +18,12 @@ from .data_diet import (  # noqa: F401
 from .dkm import SparseDKMClassifier, SparseDKMRegressor  # noqa: F401
 from .kernels import NNGPKernel, NTKKernel, nngp_kernel, ntk_kernel  # noqa: F401
 from .ntk import NTKClassifier, NTKRegressor  # noqa: F401
+from .pfn import PFNClassifier, PFNRegressor  # noqa: F401
+from .random_features import (  # noqa: F401
+    RandomFeatureClassifier,
+    RandomFeatureRegressor,
+    RandomFeatures,
+)
 
 __all__ = [
     "EL2NScorer",
@@ -33,4 +39,9 @@ __all__ = [
     "ntk_kernel",
     "NTKRegressor",
     "NTKClassifier",
+    "PFNRegressor",
+    "PFNClassifier",
+    "RandomFeatures",
+    "RandomFeatureRegressor",
+    "RandomFeatureClassifier",
 ]

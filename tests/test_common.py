@@ -16,6 +16,11 @@ import overparam_sklearn
 
 # Fast settings for the checks, by class name.
 CHECK_PARAMS = {
+    "RandomFeatures": dict(n_components=20, device="cpu"),
+    "RandomFeatureRegressor": dict(n_components=20, alpha=[0.1, 1.0, 10.0], device="cpu"),
+    "RandomFeatureClassifier": dict(n_components=20, device="cpu"),
+    "PFNRegressor": dict(n_estimators=2, device="cpu"),
+    "PFNClassifier": dict(n_estimators=2, device="cpu"),
     "EL2NScorer": dict(n_models=2, score_epoch=2, device="cpu",
                        module_params={"hidden_layer_sizes": (8,)}),
     "GraNdScorer": dict(n_models=2, score_epoch=2, device="cpu",

@@ -16,8 +16,8 @@ Conventions (those of the paper and of its authors' code, see
 
 * The predictor is ``f(x) = k(x, X) (K + delta I)^{-1} y`` with the *unscaled* ridge ``delta``; for
   random features ``K = Phi Phi^T`` with ``Phi`` normalised so that ``E[Phi Phi^T] = K``. With the
-  estimators of this package (``phi = g(W x + b) / sqrt(N)``), ``delta`` is exactly the ``alpha`` of
-  :class:`~overparam_sklearn.RandomFeatureRegressor` and of :class:`sklearn.linear_model.Ridge`
+  estimators of this package (``phi = g(W x + b) / sqrt(N)``), ``delta`` is exactly the ``alpha``
+  of :class:`~overparam_sklearn.RandomFeatureRegressor` and of :class:`sklearn.linear_model.Ridge`
   on the same features.
 * ``test_mse`` is measured against *noisy* labels ``y = f*(x) + eps``, ``Var eps = noise``.
 * The two effective ridges: ``gamma`` (the effective ridge of the infinite-feature kernel) and

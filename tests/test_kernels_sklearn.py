@@ -62,6 +62,7 @@ def _finite_difference_gradient(kernel, X, h=1e-5):
         dict(n_hidden=0, activation="relu", w_std=1.3, b_std=0.0),
         dict(n_hidden=2, activation="erf", w_std=1.5, b_std=0.05),
         dict(n_hidden=3, activation="gelu", w_std=0.9, b_std=0.4),
+        dict(n_hidden=3, activation="relu", w_std=1.4, b_std=0.1),
         dict(n_hidden=2, activation="leaky_relu(0.1)", w_std=1.2, b_std=0.2,
              parameterization="standard", width=64),
     ],
@@ -76,9 +77,11 @@ def test_values_equal_torch_functions(cls, fn, params, data):
     assert KXY.shape == (13, 7)
     np.testing.assert_allclose(KXY, fn(X, Y, **params).numpy(), rtol=1e-14, atol=0)
     np.testing.assert_allclose(kernel.diag(X), np.diag(K), rtol=1e-13, atol=0)
-    # eval_gradient returns the same K
+    # eval_gradient returns the same K (its forward-mode pass takes another code path)
     K2, _ = kernel(X, eval_gradient=True)
     np.testing.assert_allclose(K2, K, rtol=1e-14, atol=0)
+    # k(X, X) passed twice (as pairwise_kernels and SVC do) is the symmetric evaluation
+    np.testing.assert_allclose(kernel(X, X), K, rtol=1e-14, atol=0)
 
 
 def test_float32_and_integer_input_give_float64(data):
@@ -208,8 +211,8 @@ def test_kernel_ridge_with_kernel_object(data):
     X, Y = data
     y = np.sin(X[:, 0])
     kernel = NTKKernel(n_hidden=2, activation="relu", b_std=0.1)
-    K = ntk_kernel(X, n_hidden=2, b_std=0.1).numpy()
-    Kt = ntk_kernel(Y, X, n_hidden=2, b_std=0.1).numpy()
+    K, Kt = kernel(X), kernel(Y, X)
+    np.testing.assert_allclose(Kt, ntk_kernel(Y, X, n_hidden=2, b_std=0.1).numpy(), rtol=1e-13)
     expected = KernelRidge(alpha=1e-2, kernel="precomputed").fit(K, y).predict(Kt)
     # sklearn's pairwise_kernels evaluates a gaussian_process kernel object on whole matrices
     # (a plain callable would be called once per pair of rows, with 1-D vectors).

@@ -103,11 +103,11 @@ class _FullyConnectedKernel(Kernel):
             need_ntk=self._need_ntk,
         )
         K = ntk if self._need_ntk else nngp
-        if Y is None:
-            # On the diagonal of k(X, X) the matrix recursion sees k11 k22 - k12^2 = +-1e-16
-            # instead of 0 (x.x by matmul and by a row sum round differently), which puts a
-            # sqrt(1e-16) error in the relu-family angle and ~1e-8 relative error in the NTK
-            # diagonal. The diagonal recursion is exact; use it (it is O(n) and differentiable).
+        if Y is None and isinstance(w_std, torch.Tensor):
+            # With tensor hyperparameters (the forward-mode pass) fc_kernels takes its generic
+            # path, where the diagonal of k(X, X) sees k11 k22 - k12^2 = +-1e-16 instead of 0:
+            # a sqrt(1e-16) error in the relu-family angle, ~1e-8 relative in the NTK diagonal
+            # and noise in its derivative. The diagonal recursion is exact and differentiable.
             K = torch.diagonal_scatter(K, self._evaluate_diag(X, n_hidden, act, w_std, b_std))
         return K
 
@@ -138,10 +138,14 @@ class _FullyConnectedKernel(Kernel):
             Only when ``eval_gradient`` is True; the last axis follows :attr:`theta`.
         """
         n_hidden, act, w_std, b_std = self._check_params()
+        if Y is not None and eval_gradient:
+            raise ValueError("Gradient can only be evaluated when Y is None.")
+        if Y is X:
+            # pairwise_kernels (KernelRidge, Nystroem) and SVC pass the training set twice: the
+            # symmetric evaluation is twice as fast and exact on the diagonal.
+            Y = None
         X = torch.from_numpy(_as_float64_2d(X, "X"))
         if Y is not None:
-            if eval_gradient:
-                raise ValueError("Gradient can only be evaluated when Y is None.")
             Y = torch.from_numpy(_as_float64_2d(Y, "Y"))
             if Y.shape[1] != X.shape[1]:
                 raise ValueError(

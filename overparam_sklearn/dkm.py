@@ -5,15 +5,18 @@ representation learning gives a deep generalisation of kernel methods", ICML 202
 infinite-width limit of a deep Gaussian process in which the layer widths grow with a *retained*
 weight on the prior, so that each layer keeps a learned Gram matrix instead of collapsing to the
 fixed NNGP kernel. Each hidden layer ``l = 1..L`` has a Gram matrix ``G_l`` and the objective is
-(their Eq. 14, sparse version in their Sec. 5 / App. D)::
+(the DKM objective; the inducing-point version is their sparse DKM)::
 
     L(G_1..G_L) = E_q[log p(Y | F_{L+1})] - KL(q(u) || p(u | K(G_L)))
                   - sum_l nu_l KL( N(0, G_l) || N(0, K(G_{l-1})) ),
 
 where ``K`` maps a Gram matrix to the kernel of the next layer and ``G_0`` is the input Gram.
-With inducing points only the ``m x m`` inducing blocks ``G_l^ii`` are parameters (each through a
-Cholesky factor with positive diagonal); the train/test blocks follow from the Gaussian
-conditional of the features given the inducing features (their Eq. 31-32)::
+With inducing points only the ``m x m`` inducing blocks ``G_l^ii`` are parameters, each through
+its Cholesky factor ``chol(K(G_{l-1}^ii)) V_l`` with ``V_l`` lower triangular with a positive
+diagonal (``V_l = I``, the NNGP, at initialisation; written relative to the prior's factor, the
+KL is ``(|V_l|_F^2 - m - log det V_l V_l^T) / 2`` whatever the conditioning of ``K``). The
+train/test blocks follow from the Gaussian conditional of the features given the inducing
+features::
 
     G_l^ti = K^ti (K^ii)^-1 G_l^ii
     diag G_l^tt = diag[K^tt - K^ti (K^ii)^-1 K^it + K^ti (K^ii)^-1 G_l^ii (K^ii)^-1 K^it]
@@ -112,20 +115,12 @@ def _chol_from(offdiag, logdiag):
     return torch.tril(offdiag, diagonal=-1) + torch.diag_embed(torch.exp(logdiag))
 
 
-def _kl_zero_mean(chol_prior, chol_q):
-    """KL(N(0, L_q L_q^T) || N(0, L_p L_p^T)) for lower-triangular factors."""
-    m = chol_q.shape[-1]
-    half = torch.linalg.solve_triangular(chol_prior, chol_q, upper=False)
-    logdet_p = 2 * torch.log(torch.diagonal(chol_prior, dim1=-2, dim2=-1)).sum(-1)
-    logdet_q = 2 * torch.log(torch.diagonal(chol_q, dim1=-2, dim2=-1)).sum(-1)
-    return 0.5 * ((half**2).sum((-2, -1)) - m + logdet_p - logdet_q)
-
-
 class _SparseDKM(torch.nn.Module):
     """Parameters and forward pass of a sparse DKM with an SVGP output layer.
 
     Parameters live on one device and dtype; ``Z`` (inducing inputs), ``log_ard`` (per-feature
-    log input scales), per layer the Cholesky factor of ``G_l^ii``, the whitened variational
+    log input scales), per layer the factor ``V_l`` of ``G_l^ii`` (see :meth:`whitened_factor`),
+    the whitened variational
     distribution ``q(v) = N(M, S_c)`` of each output (``u_c = chol(K^ii) v_c``) and, for the
     Gaussian likelihood, the log of the noise above its floor.
     """
@@ -145,16 +140,13 @@ class _SparseDKM(torch.nn.Module):
         self.log_ard = torch.nn.Parameter(torch.zeros(d, **opts), requires_grad=ard)
         self.gram_offdiag = torch.nn.ParameterList()
         self.gram_logdiag = torch.nn.ParameterList()
-        # Initialise every inducing Gram at the NNGP, G_l^ii = K(G_{l-1}^ii): all KLs are zero.
-        with torch.no_grad():
-            G = self._input_gram_ii()
-            for _ in range(self.n_layers):
-                chol_k = torch.linalg.cholesky(self._kernel_ii(G))
-                self.gram_offdiag.append(torch.nn.Parameter(torch.tril(chol_k, -1).clone()))
-                self.gram_logdiag.append(
-                    torch.nn.Parameter(torch.log(torch.diagonal(chol_k)).clone())
-                )
-                G = chol_k @ chol_k.T
+        # G_l^ii = L_K V_l V_l^T L_K^T with L_K = chol(K(G_{l-1}^ii)) and V_l lower triangular
+        # with a positive diagonal: the Cholesky factor of G_l^ii is L_K V_l. V_l = I at
+        # initialisation, so G_l^ii = K(G_{l-1}^ii) is the NNGP Gram and every KL is zero.
+        # Relative to the prior's factor, the KL does not depend on the conditioning of K.
+        for _ in range(self.n_layers):
+            self.gram_offdiag.append(torch.nn.Parameter(torch.zeros(m, m, **opts)))
+            self.gram_logdiag.append(torch.nn.Parameter(torch.zeros(m, **opts)))
         self.q_mean = torch.nn.Parameter(torch.zeros(m, n_outputs, **opts))
         self.q_offdiag = torch.nn.Parameter(torch.zeros(n_outputs, m, m, **opts))
         self.q_logdiag = torch.nn.Parameter(torch.zeros(n_outputs, m, **opts))
@@ -186,19 +178,24 @@ class _SparseDKM(torch.nn.Module):
         scale = self.jitter * diag.detach().mean().clamp(min=1.0)
         return K + scale * torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
 
-    def gram_chol(self, layer):
+    def whitened_factor(self, layer):
+        """``V_l``: the Cholesky factor of ``G_l^ii`` is ``chol(K(G_{l-1}^ii)) V_l``."""
         return _chol_from(self.gram_offdiag[layer], self.gram_logdiag[layer])
 
     def inducing_chain(self):
         """Per kernel application: (chol of K^ii, diag of the Gram it was computed from); KLs."""
         G = self._input_gram_ii()
         chols, kls = [], []
+        m = G.shape[0]
         for layer in range(self.n_layers + 1):
             chol_k = torch.linalg.cholesky(self._kernel_ii(G))
             chols.append((chol_k, torch.diagonal(G)))
             if layer < self.n_layers:
-                chol_g = self.gram_chol(layer)
-                kls.append(_kl_zero_mean(chol_k, chol_g))
+                V = self.whitened_factor(layer)
+                # KL(N(0, L V V^T L^T) || N(0, L L^T)) = KL(N(0, V V^T) || N(0, I))
+                #   = (|V|_F^2 - m - log det(V V^T)) / 2
+                kls.append(0.5 * ((V * V).sum() - m - 2 * self.gram_logdiag[layer].sum()))
+                chol_g = chol_k @ V
                 G = chol_g @ chol_g.T
         return chols, kls
 
@@ -216,11 +213,11 @@ class _SparseDKM(torch.nn.Module):
             A = torch.linalg.solve_triangular(chol_k, K_ti.T, upper=False)
             if layer == self.n_layers:
                 return A, k_t
-            chol_g = self.gram_chol(layer)
-            # B = L_G^T K^-1 K^it, so G^ti = K^ti K^-1 G^ii = B^T L_G^T and the conditional
-            # diagonal is k^tt - |A|^2 + |B|^2 (columnwise).
-            B = chol_g.T @ torch.linalg.solve_triangular(chol_k.T, A, upper=True)
-            G_ti = B.T @ chol_g.T
+            V = self.whitened_factor(layer)
+            # Conditional blocks: G^ti = K^ti K^-1 G^ii = A^T V V^T L_K^T = B^T (L_K V)^T with
+            # B = V^T A, and diag G^tt = k^tt - |A|^2 + |B|^2 (columnwise).
+            B = V.T @ A
+            G_ti = B.T @ (chol_k @ V).T
             g_t = torch.clamp(k_t - (A * A).sum(0), min=0.0) + (B * B).sum(0)
 
     def output(self, A, k_t):
@@ -445,9 +442,10 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         """The learned inducing Gram matrices ``G_l^{ii}``, one ``(m, m)`` array per layer."""
         check_is_fitted(self)
         with torch.no_grad():
+            chols, _ = self.module_.inducing_chain()
             out = []
             for layer in range(self.module_.n_layers):
-                chol = self.module_.gram_chol(layer)
+                chol = chols[layer][0] @ self.module_.whitened_factor(layer)
                 out.append((chol @ chol.T).numpy().copy())
         return out
 

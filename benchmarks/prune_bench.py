@@ -63,19 +63,25 @@ FIELDS = ["dataset", "seed", "method", "pruned", "n_kept", "test_acc"]
 # ------------------------------------------------------------------------------------------
 
 
-def bench_grand_speed(n=512, n_features=64, hidden=(256, 256), n_classes=10, repeats=3):
+def bench_grand_speed(n=512, n_features=64, hidden=(256, 256), n_classes=10, repeats=3,
+                      device="cpu"):
     gen = torch.Generator().manual_seed(0)
     module = _MLP(n_features, n_classes, hidden_layer_sizes=hidden)
     _reset_parameters(module, gen)
     X = torch.randn(n, n_features, generator=gen)
     y = torch.randint(0, n_classes, (n,), generator=gen)
+    module, X, y = module.to(device), X.to(device), y.to(device)
     n_params = sum(p.numel() for p in module.parameters())
 
     def best(fn):
         times = []
         for _ in range(repeats):
+            if device != "cpu":
+                torch.cuda.synchronize()
             t = time.perf_counter()
             out = fn()
+            if device != "cpu":
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
         return min(times), out
 
@@ -90,7 +96,7 @@ def bench_grand_speed(n=512, n_features=64, hidden=(256, 256), n_classes=10, rep
 
     print(
         f"GraNd over all {n_params} parameters of a {n_features}-{'-'.join(map(str, hidden))}-"
-        f"{n_classes} MLP, {n} examples, float32, best of {repeats}:\n"
+        f"{n_classes} MLP, {n} examples, float32, {device}, best of {repeats}:\n"
         f"  torch.func, factored Linear norms (default) {t_fact * 1e3:8.1f} ms  "
         f"{t_loop / t_fact:6.1f}x  (max rel. diff {err(fact):.1e})\n"
         f"  torch.func, materialised vmap(grad)         {t_mat * 1e3:8.1f} ms  "
@@ -251,11 +257,14 @@ def main():
     parser.add_argument("--quick", action="store_true", help="tiny settings, for a smoke run")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-curves", action="store_true")
+    parser.add_argument("--speed-device", default="cpu", help="device of the GraNd timing")
+    parser.add_argument("--speed-n", type=int, default=None, help="examples in the timing")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     if not args.skip_speed:
-        bench_grand_speed(n=128 if args.quick else 512)
+        n = args.speed_n or (128 if args.quick else 512)
+        bench_grand_speed(n=n, device=args.speed_device)
     if args.skip_curves:
         return
     cfg = dict(

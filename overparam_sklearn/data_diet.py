@@ -618,8 +618,9 @@ class _BaseScorer(BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        Xt = to_tensor(X, self.device_, self.dtype_)
-        modules = [self._module_on_device(net.module_) for net in self.estimators_]
+        device = self._score_device()
+        Xt = to_tensor(X, device, self.dtype_)
+        modules = [self._module_on_device(net.module_, device) for net in self.estimators_]
         if y is None:
             probs = sum(torch.softmax(_logits(mod, Xt), dim=1) for mod in modules)
             yt = probs.argmax(dim=1)
@@ -635,15 +636,22 @@ class _BaseScorer(BaseEstimator):
                     f"y contains labels not seen in fit: {np.unique(y[unseen])[:5].tolist()}"
                 )
             yt = torch.as_tensor(
-                self.label_encoder_.transform(y).astype(np.int64), device=self.device_
+                self.label_encoder_.transform(y).astype(np.int64), device=device
             )
         out = [to_numpy(self._score_new(m, mod, Xt, yt)) for m, mod in enumerate(modules)]
         return np.mean(np.stack(out).astype(np.float64), axis=0)
 
-    def _module_on_device(self, module):
-        if self.device_.type == "cpu":
+    def _score_device(self):
+        # A scorer fitted on a GPU and unpickled on a machine without one scores on the CPU.
+        if self.device_.type == "cuda" and not torch.cuda.is_available():
+            return torch.device("cpu")
+        return self.device_
+
+    @staticmethod
+    def _module_on_device(module, device):
+        if device.type == "cpu":
             return module
-        return copy.deepcopy(module).to(self.device_)
+        return copy.deepcopy(module).to(device)
 
     def _score_new(self, m, module, X, y):
         return self._score_module(module, X, y)
@@ -838,7 +846,7 @@ class ForgettingScorer(_BaseScorer):
         correct = []
         for state in self.snapshots_[m]:
             replay.load_state_dict(state)
-            replay.to(self.device_)
+            replay.to(X.device)
             correct.append((_logits(replay, X).argmax(dim=1) == y).cpu())
         return _forgetting_counts(torch.stack(correct))
 

@@ -485,3 +485,40 @@ def test_sampler_in_imblearn_pipeline(blobs):
     pipe = imb_make_pipeline(sampler, _SpyClassifier()).fit(X, y)
     assert _SpyClassifier.seen_rows == [30]
     assert len(pipe.predict(X)) == 120  # prediction sees every row
+
+
+# ------------------------------------------------------------------------------------------
+# Devices
+# ------------------------------------------------------------------------------------------
+
+
+def test_gpu_fitted_scorer_scores_on_cpu_machine(blobs, monkeypatch):
+    # a scorer fitted on a GPU keeps its networks on the CPU; on a machine without a GPU it
+    # scores there (simulated: the fitted device says cuda, torch sees none)
+    X, y = blobs
+    scorer = ForgettingScorer(random_state=0, **SMALL).fit(X, y)
+    expected = scorer.score_samples(X, y)
+    scorer.device_ = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = pickle.loads(pickle.dumps(scorer))
+    np.testing.assert_array_equal(loaded.score_samples(X, y), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fit_keeps_state_on_cpu(noisy_digits, blobs):
+    X, y_noisy, flipped = noisy_digits
+    for cls in (EL2NScorer, GraNdScorer, ForgettingScorer):
+        scorer = cls(n_models=2, score_epoch=5, device="cuda", random_state=0).fit(X, y_noisy)
+        assert scorer.device_.type == "cuda"
+        for net in scorer.estimators_:
+            assert all(p.device.type == "cpu" for p in net.module_.parameters())
+        np.testing.assert_allclose(scorer.score_samples(X, y_noisy), scorer.scores_,
+                                   rtol=1e-4, atol=1e-5)
+        loaded = pickle.loads(pickle.dumps(scorer))
+        np.testing.assert_allclose(loaded.score_samples(X, y_noisy), scorer.scores_,
+                                   rtol=1e-4, atol=1e-5)
+        assert roc_auc_score(flipped, scorer.scores_) >= 0.9, cls.__name__
+    Xb, yb = blobs
+    clf = DataDietClassifier(scorer=GraNdScorer(n_models=2, score_epoch=2, device="cuda"),
+                             keep_fraction=0.5, random_state=0).fit(Xb, yb)
+    assert len(clf.sample_indices_) >= 60 and clf.score(Xb, yb) > 0.5

@@ -325,7 +325,7 @@ class _RandomFeatureRidge(BaseEstimator):
                 warnings.warn(
                     f"The selected alpha={alpha:g} is on the edge of the grid "
                     f"[{lo:g}, {hi:g}]; the optimum may lie outside it. Extend the grid.",
-                    ConvergenceWarning, stacklevel=3,
+                    ConvergenceWarning, stacklevel=4,
                 )
             coef, intercept = _linalg.ridge_coef(Phi, dec, alpha)
         else:
@@ -436,8 +436,8 @@ class RandomFeatureRegressor(RegressorMixin, _RandomFeatureRidge):
     >>> from overparam_sklearn import RandomFeatureRegressor
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 3)); y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=200)
-    >>> reg = RandomFeatureRegressor(n_components=300, alpha=np.logspace(-4, 1, 6),
-    ...                              random_state=0).fit(X, y)
+    >>> reg = RandomFeatureRegressor(n_components=300, b_std=1.0,
+    ...                              alpha=np.logspace(-6, 1, 8), random_state=0).fit(X, y)
     >>> reg.alpha_ in reg.cv_results_["alphas"], reg.score(X, y) > 0.9
     (True, True)
     """
@@ -501,10 +501,11 @@ class RandomFeatureClassifier(ClassifierMixin, _RandomFeatureRidge):
 
     Examples
     --------
+    >>> import numpy as np
     >>> from sklearn.datasets import load_iris
     >>> from overparam_sklearn import RandomFeatureClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = RandomFeatureClassifier(n_components=200, alpha=[1e-3, 1e-2, 1e-1, 1],
+    >>> clf = RandomFeatureClassifier(n_components=200, alpha=np.logspace(-6, 1, 8),
     ...                               random_state=0).fit(X, y)
     >>> clf.score(X, y) > 0.9
     True
@@ -527,7 +528,9 @@ class RandomFeatureClassifier(ClassifierMixin, _RandomFeatureRidge):
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
-            raise ValueError(f"RandomFeatureClassifier supports binary and multiclass y, got {kind}")
+            raise ValueError(
+                f"RandomFeatureClassifier supports binary and multiclass y; got {kind}."
+            )
         binarizer = LabelBinarizer(neg_label=-1, pos_label=1)
         Y = binarizer.fit_transform(y).astype(np.float64)
         self.classes_ = binarizer.classes_

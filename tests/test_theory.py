@@ -5,17 +5,17 @@ import math
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from overparam_sklearn.theory import (
+    _df1,
+    _df2,
     krr_risk,
     optimal_ridge,
     power_law_task,
     rf_risk,
     task_eigenstructure,
 )
-from overparam_sklearn.theory import _df1, _df2
-
-from conftest import shared_path
 
 
 def _spectrum(name, size=4000):

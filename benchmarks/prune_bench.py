@@ -8,9 +8,9 @@ Part 2 (pruning curves). For each dataset and seed, score the training set with 
 (all parameters) and forgetting (``n_models`` networks each), then for each fraction pruned keep
 the hardest rows by each score, a random subset, or a CCS-stratified subset of the EL2N scores
 (Zheng et al. 2023; ``drop_hardest_fraction`` beta = 0 below 70% pruned, 0.1 at 70%, 0.3 at
-90%, roughly their CIFAR-10 schedule), select through :class:`DataDietSampler`, train a fresh MLP on the
-kept rows for a fixed number of optimiser steps (the same compute whatever is kept), and report
-test accuracy (mean and std over seeds).
+90%, roughly their CIFAR-10 schedule), select through :class:`DataDietSampler`, train a fresh MLP
+on the kept rows for a fixed number of optimiser steps (the same compute whatever is kept), and
+report test accuracy (mean and std over seeds).
 
 Datasets: scikit-learn digits (1797 rows, 70/30 stratified split) and MNIST-1D generated offline
 with ``mnist1d.data.make_dataset(get_dataset_args())`` (4000 train / 1000 test; never downloaded).
@@ -194,9 +194,11 @@ def run_curves(cfg, out_csv):
             scores = {}
             need = {m for m, _ in todo}
             if need & {"el2n", "stratified"}:
-                scores["el2n"] = EL2NScorer(score_epoch=dc["score_epoch"], **common).fit(X, y).scores_
+                scorer = EL2NScorer(score_epoch=dc["score_epoch"], **common)
+                scores["el2n"] = scorer.fit(X, y).scores_
             if "grand" in need:
-                scores["grand"] = GraNdScorer(score_epoch=dc["score_epoch"], **common).fit(X, y).scores_
+                scorer = GraNdScorer(score_epoch=dc["score_epoch"], **common)
+                scores["grand"] = scorer.fit(X, y).scores_
             if "forgetting" in need:
                 scores["forgetting"] = ForgettingScorer(
                     score_epoch=dc["forget_epochs"], **common).fit(X, y).scores_

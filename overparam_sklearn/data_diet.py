@@ -3,7 +3,8 @@
 "Deep Learning on a Data Diet" (Paul, Ganguli & Dziugaite, NeurIPS 2021) scores every training
 example early in training, averaged over several independently initialised networks:
 
-* **EL2N** (their eq. 2): ``E_w || softmax(f_w(x)) - onehot(y) ||_2``, the norm of the error vector;
+* **EL2N** (their eq. 2): ``E_w || softmax(f_w(x)) - onehot(y) ||_2``, the norm of the error
+  vector;
 * **GraNd** (their eq. 1): ``E_w || grad_w loss(f_w(x), y) ||_2``, the norm of the per-example
   loss gradient over all parameters (here batched per example with :mod:`torch.func`).
 
@@ -11,8 +12,8 @@ Forgetting (Toneva et al., ICLR 2019) counts how often an example goes from corr
 classified during training. Large scores mark hard, atypical or mislabelled examples. Keeping the
 hardest examples prunes a dataset with little loss of accuracy at moderate rates; at high rates or
 on scarce data keeping only the hardest collapses (Sorscher et al., NeurIPS 2022), which
-coverage-centric coreset selection (CCS, Zheng et al., ICLR 2023) fixes by dropping the very hardest
-and sampling evenly across the score range. Kirsch (2023) reproduced EL2N but not GraNd at
+coverage-centric coreset selection (CCS, Zheng et al., ICLR 2023) fixes by dropping the very
+hardest and sampling evenly across the score range. Kirsch (2023) reproduced EL2N but not GraNd at
 initialisation.
 
 :class:`DataDietClassifier` scores and prunes inside its own ``fit``, so it works in a plain
@@ -290,7 +291,7 @@ def grand_scores(module, X, y, tile_bytes=64 * 2**20, factored=True):
         # one fused pass per tensor (no squared temporary of the per-example gradients)
         sq = [torch.linalg.vector_norm(v.reshape(rows, -1), dim=1).square()
               for v in g_direct.values()]
-        for (_, lin, _), delta, h in zip(linears, g_eps, feats):
+        for (_, lin, _), delta, h in zip(linears, g_eps, feats, strict=True):
             delta = delta.reshape(rows, -1, delta.shape[-1])  # (rows, P, out)
             h = h.reshape(rows, -1, h.shape[-1])  # (rows, P, in)
             if delta.shape[1] == 1:
@@ -628,7 +629,8 @@ class _BaseScorer(BaseEstimator):
             y = np.asarray(y)
             if y.ndim != 1 or y.shape[0] != X.shape[0]:
                 raise ValueError(
-                    f"y must be 1-D with one label per row of X ({X.shape[0]}), got shape {y.shape}"
+                    f"y must be 1-D with one label per row of X ({X.shape[0]}), "
+                    f"got shape {y.shape}"
                 )
             unseen = ~np.isin(y, self.classes_)
             if unseen.any():
@@ -800,8 +802,8 @@ class ForgettingScorer(_BaseScorer):
     Parameters
     ----------"""
         + _COMMON_PARAMS_DOC.replace(
-            "score_epoch : int, default=10\n        Epochs of training before scoring. ``0`` scores "
-            "the networks at initialisation.",
+            "score_epoch : int, default=10\n        Epochs of training before scoring. "
+            "``0`` scores the networks at initialisation.",
             "score_epoch : int, default=10\n        Training epochs over which forgetting events "
             "are counted (at least 1).",
         )
@@ -1055,9 +1057,10 @@ class DataDietClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     >>> from overparam_sklearn import DataDietClassifier, EL2NScorer
     >>> X, y = load_iris(return_X_y=True)
     >>> clf = DataDietClassifier(
-    ...     scorer=EL2NScorer(n_models=2, score_epoch=3), keep_fraction=0.5, random_state=0
+    ...     scorer=EL2NScorer(n_models=2, score_epoch=3), keep_fraction=0.5,
+    ...     class_balanced=True, random_state=0,
     ... ).fit(X, y)
-    >>> len(clf.sample_indices_)
+    >>> len(clf.sample_indices_)  # the 25 hardest rows of each class
     75
     """
     )
@@ -1177,7 +1180,7 @@ class DataDietSampler(BaseEstimator):
     >>> from overparam_sklearn import DataDietSampler, EL2NScorer
     >>> X, y = load_iris(return_X_y=True)
     >>> sampler = DataDietSampler(EL2NScorer(n_models=2, score_epoch=3), keep_fraction=0.4,
-    ...                           random_state=0)
+    ...                           class_balanced=True, random_state=0)
     >>> X_kept, y_kept = sampler.fit_resample(X, y)
     >>> X_kept.shape
     (60, 4)

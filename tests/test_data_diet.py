@@ -29,11 +29,11 @@ from overparam_sklearn import (
     GraNdScorer,
 )
 from overparam_sklearn.data_diet import (
+    _MLP,
     _ccs_sample,
     _forgetting_counts,
     _grand_scores_loop,
     _last_linear,
-    _MLP,
     _reset_parameters,
     _select,
     grand_scores,

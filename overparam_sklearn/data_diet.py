@@ -990,8 +990,14 @@ def _prune(est, X, y):
         if est.verbose > 0 and "verbose" in params:
             scorer.set_params(verbose=est.verbose)
         scorer.fit(X, y)
+        scores = np.asarray(getattr(scorer, "scores_", None), dtype=np.float64)
+        if scores.shape != (len(y),):
+            raise TypeError(
+                f"scorer {type(scorer).__name__} must set scores_, one score per training row, "
+                f"in fit; got {getattr(scorer, 'scores_', None)!r:.80}"
+            )
         est.scorer_ = scorer
-        est.scores_ = np.asarray(scorer.scores_, dtype=np.float64)
+        est.scores_ = scores
         scores = est.scores_
     est.sample_indices_ = _select(
         scores,

@@ -352,6 +352,8 @@ def test_bad_input(blobs):
         DataDietClassifier(scorer=scorer, keep_fraction=0.8, drop_hardest_fraction=0.3).fit(X, y)
     with pytest.raises(ValueError, match="at least 2 classes"):
         DataDietClassifier(scorer=scorer).fit(X, np.zeros(len(y)))
+    with pytest.raises(TypeError, match="must set scores_"):
+        DataDietClassifier(scorer=LogisticRegression()).fit(X, y)
 
 
 def test_verbose_reports_progress(blobs, capsys):

@@ -64,6 +64,7 @@ from ._backend import (
     rows_per_tile,
     tile_slices,
 )
+from ._linalg import cholesky
 from .kernels import parse_activation
 
 __all__ = ["SparseDKMRegressor", "SparseDKMClassifier"]
@@ -188,7 +189,10 @@ class _SparseDKM(torch.nn.Module):
         chols, kls = [], []
         m = G.shape[0]
         for layer in range(self.n_layers + 1):
-            chol_k = torch.linalg.cholesky(self._kernel_ii(G))
+            chol_k = cholesky(
+                self._kernel_ii(G), f"the layer-{layer} kernel on the inducing points",
+                "try fewer inducing points, a larger nu, a smaller learning_rate or float64",
+            )
             chols.append((chol_k, torch.diagonal(G)))
             if layer < self.n_layers:
                 V = self.whitened_factor(layer)
@@ -666,10 +670,10 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
             eye = torch.eye(m, dtype=Xt.dtype)
             for c, s2 in enumerate(module.noise()):
                 precision = eye + P / s2
-                chol_p = torch.linalg.cholesky(precision)
+                chol_p = cholesky(precision, "the output layer's posterior precision")
                 module.q_mean[:, c] = torch.cholesky_solve(r[:, c:c + 1] / s2, chol_p)[:, 0]
                 cov = torch.cholesky_inverse(chol_p)
-                chol_s = torch.linalg.cholesky((cov + cov.T) / 2)
+                chol_s = cholesky((cov + cov.T) / 2, "the output layer's posterior covariance")
                 module.q_offdiag[c] = torch.tril(chol_s, -1)
                 module.q_logdiag[c] = torch.log(torch.diagonal(chol_s))
 

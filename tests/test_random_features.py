@@ -19,7 +19,7 @@ from overparam_sklearn import (
     RandomFeatures,
     nngp_kernel,
 )
-from overparam_sklearn._linalg import ridge_decompose, ridge_path
+from overparam_sklearn._linalg import ridge_decompose, ridge_path, ridge_solve
 from overparam_sklearn.kernels import parse_activation
 
 
@@ -333,3 +333,18 @@ def test_classifier_rejects_continuous_targets():
     X, y = _data(30, 3)
     with pytest.raises(ValueError, match="Unknown label type|continuous"):
         RandomFeatureClassifier(10).fit(X, y)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_mixed_precision_single_alpha_solve_is_float64_accurate(fit_intercept):
+    # float32 Gram + float64 preconditioned CG must reproduce the float64 ridge solution
+    X, y = _data(400, 5, targets=True)
+    Phi = RandomFeatures(120, b_std=1.0, random_state=0).fit_transform(X)
+    P, Y = torch.from_numpy(Phi), torch.from_numpy(y)
+    for alpha in (1e-6, 1e-2, 10.0):
+        coef, intercept = ridge_solve(P, Y, alpha, fit_intercept, mixed=True)
+        ref = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(Phi, y)
+        np.testing.assert_allclose(Phi @ coef.numpy() + intercept.numpy(), ref.predict(Phi),
+                                   rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(coef.numpy().T, ref.coef_, rtol=1e-7,
+                                   atol=1e-9 * np.abs(ref.coef_).max())

@@ -125,7 +125,7 @@ def main():
         "max_rel_pred_diff_estimator": float(np.abs(pred_est - pred_sk).max() / scale),
         "test_mse": float(np.mean((pred_est - yt) ** 2)),
     }
-    del Phi, Phi_test
+    Phi = Phi_test = None  # free the feature matrices before part 2
 
     # --- 2. a single alpha on the RBF kernel ----------------------------------------------------
     alpha = float(est.alpha_)
@@ -159,7 +159,8 @@ def main():
     print("\n=== ratios (same run) ===")
     print(f"grid: RidgeCV {g['ridgecv_s']:.1f}s / our path {g['ours_path_s']:.1f}s = "
           f"{g['speedup_path_vs_ridgecv']:.2f}x (target >= 4); estimator incl. features "
-          f"{g['speedup_estimator_vs_features_plus_ridgecv']:.2f}x; same alpha: {g['same_alpha']}; "
+          f"{g['speedup_estimator_vs_features_plus_ridgecv']:.2f}x; "
+          f"same alpha: {g['same_alpha']}; "
           f"max |pred diff| {g['max_abs_pred_diff_estimator']:.2e} "
           f"(relative {g['max_rel_pred_diff_estimator']:.2e})")
     print(f"single alpha: RBFSampler+Ridge / ours = {s['speedup_vs_rbfsampler_ridge']:.2f}x "

@@ -111,7 +111,7 @@ for n in n_grid_dig:
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 for ax, results, title in ((axes[0], syn, "power law: $\\lambda_i = i^{-1.5}$, $v_i^2 = "
                             "i^{-1.5}$"), (axes[1], dig, "digits, ReLU features")):
-    for color, (n, (meas, (th_test, th_train))) in zip(("C0", "C1"), results.items()):
+    for color, (n, (meas, (th_test, th_train))) in zip(("C0", "C1"), results.items(), strict=True):
         ax.plot(N_grid, th_test, "-", color=color, label=f"n = {n}: theory test")
         ax.plot(N_grid, th_train, "--", color=color, alpha=0.6, label=f"n = {n}: theory train")
         ax.plot(N_grid, meas[:, 1], "o", color=color, label=f"n = {n}: measured test")

@@ -121,9 +121,9 @@ class _SparseDKM(torch.nn.Module):
 
     Parameters live on one device and dtype; ``Z`` (inducing inputs), ``log_ard`` (per-feature
     log input scales), per layer the factor ``V_l`` of ``G_l^ii`` (see :meth:`whitened_factor`),
-    the whitened variational
-    distribution ``q(v) = N(M, S_c)`` of each output (``u_c = chol(K^ii) v_c``) and, for the
-    Gaussian likelihood, the log of the noise above its floor.
+    the whitened variational distribution ``q(v) = N(M, S_c)`` of each output
+    (``u_c = chol(K^ii) v_c``) and, for the Gaussian likelihood, the log of the noise above its
+    floor.
     """
 
     def __init__(self, Z, n_layers, kernel, w_std, b_std, n_outputs, ard, learn_inducing, jitter,
@@ -544,6 +544,8 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
     Attributes
     ----------""" + _DOC_ATTRS + """    noise_ : ndarray of shape (n_outputs,)
         Learned noise variance on the original target scale.
+    y_mean_, y_std_ : ndarray of shape (n_outputs,)
+        Target normalisation (zeros and ones when ``normalize_y=False``).
 
     See Also
     --------
@@ -630,7 +632,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32])
         y = np.asarray(y, dtype=np.float64)
-        self.y_1d_ = y.ndim == 1
+        self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
         if self.normalize_y:
             self.y_mean_ = Y.mean(0)
@@ -695,14 +697,14 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         check_is_fitted(self)
         mean, var = self._marginals(X)
         mean = mean.numpy() * self.y_std_ + self.y_mean_
-        if self.y_1d_:
+        if self._y_1d:
             mean = mean[:, 0]
         if not return_std:
             return mean
         with torch.no_grad():
             noise = self.module_.noise().numpy()
         std = np.sqrt(var.numpy() + noise) * self.y_std_
-        if self.y_1d_:
+        if self._y_1d:
             std = std[:, 0]
         return mean, std
 
@@ -720,6 +722,9 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
 
     Attributes
     ----------""" + _DOC_ATTRS + """    classes_ : ndarray of shape (n_classes,)
+    predict_draws_ : tensor of shape (256, n_classes)
+        Standard-normal draws shared by every row in :meth:`predict_proba`, so that a row's
+        probabilities do not depend on the other rows.
 
     See Also
     --------

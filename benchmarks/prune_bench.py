@@ -6,7 +6,8 @@ backward pass per example; both in the same run, same network, same rows; ratio 
 
 Part 2 (pruning curves). For each dataset and seed, score the training set with EL2N, GraNd
 (all parameters) and forgetting (``n_models`` networks each), then for each fraction pruned keep
-the hardest rows by each score, a random subset, or a CCS-stratified subset of the EL2N scores
+the hardest rows by each score, the easiest by EL2N (``el2n_easiest``, the better choice on scarce
+data per Sorscher et al. 2022), a random subset, or a CCS-stratified subset of the EL2N scores
 (Zheng et al. 2023; ``drop_hardest_fraction`` beta = 0 below 70% pruned, 0.1 at 70%, 0.3 at
 90%, roughly their CIFAR-10 schedule), select through :class:`DataDietSampler`, train a fresh MLP
 on the kept rows for a fixed number of optimiser steps (the same compute whatever is kept), and
@@ -193,7 +194,7 @@ def run_curves(cfg, out_csv):
                           module_params={"hidden_layer_sizes": dc["hidden"]}, batch_size=64)
             scores = {}
             need = {m for m, _ in todo}
-            if need & {"el2n", "stratified"}:
+            if need & {"el2n", "el2n_easiest", "stratified"}:
                 scorer = EL2NScorer(score_epoch=dc["score_epoch"], **common)
                 scores["el2n"] = scorer.fit(X, y).scores_
             if "grand" in need:
@@ -211,6 +212,9 @@ def run_curves(cfg, out_csv):
                     if method == "random":
                         sampler = DataDietSampler(keep="random", keep_fraction=keep_fraction,
                                                   random_state=seed)
+                    elif method == "el2n_easiest":
+                        sampler = DataDietSampler(Precomputed(scores["el2n"]), keep="easiest",
+                                                  keep_fraction=keep_fraction, random_state=seed)
                     elif method == "stratified":
                         sampler = DataDietSampler(Precomputed(scores["el2n"]), keep="stratified",
                                                   keep_fraction=keep_fraction,
@@ -240,7 +244,7 @@ def print_table(out_csv, cfg):
         full = [float(r["test_acc"]) for r in sub if float(r["pruned"]) == 0.0]
         print(f"\n{dataset}: test accuracy (%), mean +- std over {len(full)} seeds; "
               f"full data {100 * np.mean(full):.1f} +- {100 * np.std(full):.1f}")
-        header = "pruned".ljust(8) + "".join(m.rjust(14) for m in cfg["methods"])
+        header = "pruned".ljust(8) + "".join(m.rjust(15) for m in cfg["methods"])
         print(header)
         for p in cfg["fractions"]:
             if p == 0.0:
@@ -250,7 +254,7 @@ def print_table(out_csv, cfg):
                 acc = [float(r["test_acc"]) for r in sub
                        if r["method"] == m and abs(float(r["pruned"]) - p) < 1e-9]
                 line += (f"{100 * np.mean(acc):8.1f} +-{100 * np.std(acc):4.1f}" if acc
-                         else "-".rjust(14))
+                         else "-".rjust(15))
             print(line)
 
 
@@ -272,7 +276,7 @@ def main():
     cfg = dict(
         datasets=["digits", "mnist1d"],
         seeds=[0, 1, 2],
-        methods=["el2n", "grand", "forgetting", "random", "stratified"],
+        methods=["el2n", "grand", "forgetting", "random", "stratified", "el2n_easiest"],
         fractions=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9],
         digits=dict(hidden=(256,), n_models=5, score_epoch=10, forget_epochs=20, steps=1500,
                     batch_size=64),

@@ -13,6 +13,7 @@ Thread settings are recorded in the output. Run::
 
     OMP_NUM_THREADS=1 python benchmarks/rf_bench.py            # the issue's sizes
     OMP_NUM_THREADS=1 python benchmarks/rf_bench.py --n 4000 --N 800   # quick
+    OMP_NUM_THREADS=1 python benchmarks/rf_bench.py --theory-table     # theory vs simulation
 """
 
 import argparse
@@ -48,8 +49,54 @@ def _task(n, n_test, d, seed=0):
     return X[:n], y[:n], X[n:], y[n:]
 
 
+def theory_table(trials=30, seed=0):
+    """Monte-Carlo RF ridge (``RandomFeatureRegressor``) against ``rf_risk``.
+
+    The linear-Gaussian power-law task: ``z ~ N(0, I_M)``, inputs ``x = sqrt(M lambda) z``, linear
+    features ``phi(x) = W x / sqrt(N)`` (``activation="identity"``) whose kernel is
+    ``sum_i lambda_i z_i z'_i``, target ``y = v.z + noise``; no intercept, as in the theory. The
+    test MSE is exact: ``|beta - v|^2 + noise`` for the learned linear function ``beta`` of ``z``.
+    """
+    from overparam_sklearn.theory import power_law_task, rf_risk
+
+    M, noise = 400, 0.1
+    lam, v = power_law_task(M, 1.5, 1.5)
+    scale = np.sqrt(M * lam)
+    rng = np.random.default_rng(seed)
+    print(f"{'n':>4} {'N':>5} {'ridge':>7} {'theory test':>12} {'MC test':>9} {'rel':>7} "
+          f"{'+-se':>6} {'theory train':>13} {'MC train':>9}")
+    rows = []
+    for n in (100, 200):
+        for N in (50, 200, 800):
+            for ridge in (0.0, 1e-3, 1e-1):
+                if ridge == 0 and N == n:
+                    continue
+                test, train = [], []
+                for _ in range(trials):
+                    Z = rng.standard_normal((n, M))
+                    y = Z @ v + math.sqrt(noise) * rng.standard_normal(n)
+                    reg = RandomFeatureRegressor(
+                        n_components=N, activation="identity", alpha=ridge, fit_intercept=False,
+                        random_state=int(rng.integers(2**31)), device="cpu").fit(Z * scale, y)
+                    W = reg.random_features_.weights_
+                    beta = scale * (W @ reg.coef_) / math.sqrt(N)
+                    test.append(np.sum((beta - v) ** 2) + noise)
+                    train.append(np.mean((reg.predict(Z * scale) - y) ** 2))
+                th = rf_risk(lam, v, n, N, ridge, noise)
+                mt, se = np.mean(test), np.std(test) / math.sqrt(trials)
+                rows.append(dict(n=n, N=N, ridge=ridge, theory_test=th.test_mse, mc_test=mt,
+                                 mc_test_se=se, theory_train=th.train_mse,
+                                 mc_train=float(np.mean(train))))
+                print(f"{n:4d} {N:5d} {ridge:7.0e} {th.test_mse:12.4f} {mt:9.4f} "
+                      f"{mt / th.test_mse - 1:+7.3f} {se / mt:6.3f} {th.train_mse:13.4f} "
+                      f"{np.mean(train):9.4f}")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--theory-table", action="store_true",
+                        help="print the Monte-Carlo vs rf_risk table and exit")
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--d", type=int, default=16)
     parser.add_argument("--N", type=int, default=4000)
@@ -57,6 +104,9 @@ def main():
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "rf_bench.json"))
     args = parser.parse_args()
+    if args.theory_table:
+        theory_table()
+        return
 
     threads = {
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),

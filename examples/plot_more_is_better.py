@@ -19,7 +19,9 @@ ridge (:func:`~overparam_sklearn.theory.optimal_ridge`) on
 
 Solid lines: predicted test MSE; dashed: predicted train MSE; markers: measured (filled: test,
 open: train). Test error falls with ``N`` and with ``n``, and at the tuned ridge the training
-error is far below the test error.
+error is far below the test error. The theory is exact for the linear-Gaussian features of the
+first task; for ReLU features of real images it is an approximation (Gaussian universality of
+the features), here within about 10-25% of the measured error.
 """
 
 import warnings
@@ -84,14 +86,14 @@ for n in n_grid_syn:
 # Digits
 # ------
 # One-hot targets (10 outputs, MSE averaged over them), pixels scaled to [0, 1], ReLU features
-# with a bias. The kernel eigenvalues and target coefficients come from an eigendecomposition of
+# (the defaults: ``w_std=1, b_std=0``, whose limit kernel is the one-hidden-layer NNGP). The kernel eigenvalues and target coefficients come from an eigendecomposition of
 # the (centred) kernel on all 1797 images, so the theory describes the empirical distribution
 # of those images: training sets are drawn from it with replacement, and the test MSE is its
 # population risk, the mean over all 1797 images.
 X_dig, labels = load_digits(return_X_y=True)
 X_dig = X_dig / 16.0
 Y_dig = np.eye(10)[labels]
-rf_params = dict(activation="relu", w_std=1.0, b_std=1.0)
+rf_params = dict(activation="relu", w_std=1.0, b_std=0.0)
 lam_dig, v_dig = task_eigenstructure(X_dig, Y_dig, n_samples=len(X_dig), **rf_params)
 n_grid_dig = [100, 400]
 dig = {}

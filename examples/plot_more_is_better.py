@@ -86,8 +86,9 @@ for n in n_grid_syn:
 # Digits
 # ------
 # One-hot targets (10 outputs, MSE averaged over them), pixels scaled to [0, 1], ReLU features
-# (the defaults: ``w_std=1, b_std=0``, whose limit kernel is the one-hidden-layer NNGP). The kernel eigenvalues and target coefficients come from an eigendecomposition of
-# the (centred) kernel on all 1797 images, so the theory describes the empirical distribution
+# (the defaults: ``w_std=1, b_std=0``, whose limit kernel is the one-hidden-layer NNGP). The
+# kernel eigenvalues and target coefficients come from an eigendecomposition of the (centred)
+# kernel on all 1797 images, so the theory describes the empirical distribution
 # of those images: training sets are drawn from it with replacement, and the test MSE is its
 # population risk, the mean over all 1797 images.
 X_dig, labels = load_digits(return_X_y=True)

@@ -62,6 +62,13 @@ __all__ = ["RandomFeatures", "RandomFeatureRegressor", "RandomFeatureClassifier"
 _FLOATS = [np.float64, np.float32]
 
 
+def _usable(device):
+    """The fitted device, or the CPU when a CUDA-fitted estimator is used without a GPU."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return device
+
+
 def _check_activation(activation):
     if activation == "fourier":
         return None
@@ -201,7 +208,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
         dtype = resolve_dtype(self.dtype, "float32" if X.dtype == np.float32 else "float64")
-        return to_numpy(self._features(X, dtype, self.device_))
+        return to_numpy(self._features(X, dtype, _usable(self.device_)))
 
     def _features(self, X, dtype, device, rows=None):
         """``phi(X)`` as a tensor on ``device``, computed in row tiles of bounded memory."""
@@ -342,7 +349,7 @@ class _RandomFeatureRidge(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
         dtype = resolve_dtype(self.dtype, "float64")
-        device = self.device_
+        device = _usable(self.device_)
         coef = to_tensor(np.atleast_2d(self.coef_).T, device, dtype)  # (N, t)
         intercept = to_tensor(np.atleast_1d(self.intercept_), device, dtype)
         n = X.shape[0]

@@ -348,3 +348,16 @@ def test_mixed_precision_single_alpha_solve_is_float64_accurate(fit_intercept):
                                    rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(coef.numpy().T, ref.coef_, rtol=1e-7,
                                    atol=1e-9 * np.abs(ref.coef_).max())
+
+
+def test_cuda_fitted_model_predicts_without_a_gpu():
+    # fitted state is numpy; a model whose device_ is CUDA falls back to the CPU when none
+    X, y = _data(40, 3)
+    reg = RandomFeatureRegressor(20, alpha=0.1, random_state=0, device="cpu").fit(X, y)
+    expected = reg.predict(X)
+    reg.device_ = reg.random_features_.device_ = torch.device("cuda")
+    state = pickle.loads(pickle.dumps(reg))
+    if not torch.cuda.is_available():
+        np.testing.assert_allclose(state.predict(X), expected, rtol=1e-12)
+        np.testing.assert_allclose(state.random_features_.transform(X),
+                                   RandomFeatures(20, random_state=0).fit_transform(X))

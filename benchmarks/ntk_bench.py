@@ -12,9 +12,18 @@ with 3 hidden ReLU layers, ``W_std = 1.5``, ``b_std = 0.1``, NTK parameterizatio
 * ``finite_t``: the same at a finite training time ``t`` (ours: Krylov / Lanczos; neural-tangents:
   an eigendecomposition of the train kernel).
 
+Each timing is the best of ``--repeats`` runs (the finite-t ones of ``--finite-repeats``), in
+CPU seconds of the worker process (``time.process_time``, all its threads) and in wall seconds.
+On a shared machine the CPU time of a single-threaded run is the fairer comparison, as it does
+not count the time spent waiting for a core; both tables are printed, with the ratios
+``neural-tangents / ours`` (> 1: ours is faster) and the targets checked.
+
 Both libraries get the same absolute ridge ``alpha`` (neural-tangents with
 ``diag_reg_absolute_scale=True``), the same data, and the same thread settings; the predictions
-are compared (``max|diff|``) so that both sides demonstrably compute the same thing.
+are compared (``max|diff|``) so that both sides demonstrably compute the same thing. They agree
+to about 2e-9 relative, not 1e-16: off the diagonal the kernels agree to 2e-16, but on the
+diagonal neural-tangents takes the arccos of a cosine that round-off puts just below 1, an angle
+of about sqrt(eps) = 1e-8 instead of the exact 0 we use, so its NTK diagonal is off by ~7e-9.
 
 neural-tangents lives in its own virtual environment (it pins jax); its side runs as a
 subprocess of that interpreter (``--nt-python``, or ``$NT_PYTHON``, or ``<repo>/.venv-nt``).

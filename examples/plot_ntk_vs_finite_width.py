@@ -1,7 +1,6 @@
 """
-=====================================================================
 Finite-width networks trained by gradient descent approach the NTK
-=====================================================================
+==================================================================
 
 A fully connected network in the NTK parameterization, trained by full-batch gradient descent
 on the squared loss, behaves more and more like a linear model in its parameters as its width

@@ -350,7 +350,7 @@ def _print_table(rows, args):
                 a, b = o.get(key + suffix), t.get(key + suffix)
                 cells += [a, b, _ratio(b, a)]
             widths = (11, 8, 6, 10, 8, 6, 13, 8, 6)
-            text = [f"{_fmt(c):>{w}}" for c, w in zip(cells, widths)]
+            text = [f"{_fmt(c):>{w}}" for c, w in zip(cells, widths, strict=True)]
             print(f"{row['n']:>6} | {' '.join(text[0:3])} | {' '.join(text[3:6])} | "
                   f"{' '.join(text[6:9])}")
     print("\nmax |ours - NT| / max |NT| of the predictions:")

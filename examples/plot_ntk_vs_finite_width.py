@@ -111,7 +111,7 @@ class CentredMLP(torch.nn.Module):
         gen = torch.Generator().manual_seed(seed)
         sizes = [1] + [width] * N_HIDDEN
         layers = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             layers += [NTKDense(fan_in, fan_out, gen), torch.nn.ReLU()]
         layers.append(NTKDense(sizes[-1], 1, gen))
         self.net = torch.nn.Sequential(*layers)
@@ -192,7 +192,7 @@ for w in widths:
 # ----
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
 colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(widths)))
-for w, c in zip(widths, colors):
+for w, c in zip(widths, colors, strict=True):
     ax0.plot(X_test[:, 0], predictions[w].mean(axis=0), color=c, lw=1.2,
              label=f"width {w} (mean of {len(seeds)})")
 ax0.plot(X_test[:, 0], mean_ntk, "k--", lw=2, label=f"NTKRegressor, t={T:g}")

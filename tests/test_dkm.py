@@ -16,13 +16,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 from sklearn.datasets import load_iris
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from overparam_sklearn import SparseDKMClassifier, SparseDKMRegressor
+from overparam_sklearn import NTKRegressor, SparseDKMClassifier, SparseDKMRegressor
 from overparam_sklearn.kernels import nngp_kernel
 
 W_RELU = math.sqrt(2.0)
@@ -269,3 +270,24 @@ def test_bad_input():
         reg.predict(np.full((2, 3), np.inf))
     with pytest.raises(ValueError, match="2 classes"):
         SparseDKMClassifier(max_iter=1).fit(X, np.zeros(len(X)))
+
+
+@pytest.mark.slow
+def test_uci_yacht_dkm_beats_nngp_regression():
+    folder = shared_path("data", "uci", "yacht")
+    data = np.loadtxt(folder / "data.txt")
+    feats = np.loadtxt(folder / "index_features.txt", dtype=int).ravel()
+    target = int(np.loadtxt(folder / "index_target.txt"))
+    tr = np.loadtxt(folder / "index_train_0.txt", dtype=int)
+    te = np.loadtxt(folder / "index_test_0.txt", dtype=int)
+    scaler = StandardScaler().fit(data[tr][:, feats])
+    Xtr, Xte = scaler.transform(data[tr][:, feats]), scaler.transform(data[te][:, feats])
+    ytr, yte = data[tr, target], data[te, target]
+    dkm = SparseDKMRegressor(n_layers=2, nu=0.1, n_inducing=50, max_iter=500,
+                             learning_rate=0.02, random_state=0).fit(Xtr, ytr)
+    nngps = [NTKRegressor(kernel="nngp", n_hidden=3, w_std=W_RELU, b_std=0.1, alpha=a,
+                          normalize_y=True).fit(Xtr, ytr) for a in (1e-3, 1e-2, 1e-1)]
+    nngp = max(nngps, key=lambda m: m.log_marginal_likelihood_value_)
+    rmse_dkm = np.sqrt(np.mean((dkm.predict(Xte) - yte) ** 2))
+    rmse_nngp = np.sqrt(np.mean((nngp.predict(Xte) - yte) ** 2))
+    assert rmse_dkm < 0.5 * rmse_nngp

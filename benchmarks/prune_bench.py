@@ -6,8 +6,9 @@ backward pass per example; both in the same run, same network, same rows; ratio 
 
 Part 2 (pruning curves). For each dataset and seed, score the training set with EL2N, GraNd
 (all parameters) and forgetting (``n_models`` networks each), then for each fraction pruned keep
-the hardest rows by each score, the easiest by EL2N (``el2n_easiest``, the better choice on scarce
-data per Sorscher et al. 2022), a random subset, or a CCS-stratified subset of the EL2N scores
+the hardest rows by each score, the hardest by EL2N within each class (``el2n_balanced``), the
+easiest by EL2N (``el2n_easiest``, the better choice on scarce data per Sorscher et al. 2022), a
+random subset, or a CCS-stratified subset of the EL2N scores
 (Zheng et al. 2023; ``drop_hardest_fraction`` beta = 0 below 70% pruned, 0.1 at 70%, 0.3 at
 90%, roughly their CIFAR-10 schedule), select through :class:`DataDietSampler`, train a fresh MLP
 on the kept rows for a fixed number of optimiser steps (the same compute whatever is kept), and
@@ -194,7 +195,7 @@ def run_curves(cfg, out_csv):
                           module_params={"hidden_layer_sizes": dc["hidden"]}, batch_size=64)
             scores = {}
             need = {m for m, _ in todo}
-            if need & {"el2n", "el2n_easiest", "stratified"}:
+            if need & {"el2n", "el2n_balanced", "el2n_easiest", "stratified"}:
                 scorer = EL2NScorer(score_epoch=dc["score_epoch"], **common)
                 scores["el2n"] = scorer.fit(X, y).scores_
             if "grand" in need:
@@ -212,6 +213,10 @@ def run_curves(cfg, out_csv):
                     if method == "random":
                         sampler = DataDietSampler(keep="random", keep_fraction=keep_fraction,
                                                   random_state=seed)
+                    elif method == "el2n_balanced":
+                        sampler = DataDietSampler(Precomputed(scores["el2n"]), keep="hardest",
+                                                  keep_fraction=keep_fraction,
+                                                  class_balanced=True, random_state=seed)
                     elif method == "el2n_easiest":
                         sampler = DataDietSampler(Precomputed(scores["el2n"]), keep="easiest",
                                                   keep_fraction=keep_fraction, random_state=seed)
@@ -276,7 +281,8 @@ def main():
     cfg = dict(
         datasets=["digits", "mnist1d"],
         seeds=[0, 1, 2],
-        methods=["el2n", "grand", "forgetting", "random", "stratified", "el2n_easiest"],
+        methods=["el2n", "grand", "forgetting", "random", "stratified", "el2n_balanced",
+                 "el2n_easiest"],
         fractions=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9],
         digits=dict(hidden=(256,), n_models=5, score_epoch=10, forget_epochs=20, steps=1500,
                     batch_size=64),

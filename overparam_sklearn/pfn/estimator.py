@@ -250,10 +250,10 @@ class _PFNBase(BaseEstimator):
         for m in range(self.n_estimators):
             if d <= d_max:
                 features = np.arange(d) if m == 0 else rng.permutation(d)
-            else:  # more features than the network takes: an ensemble over feature subsets
-                features = np.sort(perm_all[(m * d_max + np.arange(d_max)) % d]) if m % 2 == 0 else None
-                if features is None:
-                    features = rng.permutation(perm_all[(m * d_max + np.arange(d_max)) % d])
+            else:  # more features than the network takes: consecutive windows of one permutation,
+                # so that the members together cover every feature
+                window = perm_all[(m * d_max + np.arange(d_max)) % d]
+                features = np.sort(window) if m % 2 == 0 else rng.permutation(window)
             context = np.arange(n) if n <= max_ctx else np.sort(rng.choice(n, max_ctx, replace=False))
             if self.quantile_transformer_ is None or self.input_transform == "standard":
                 transform = "standard"
@@ -289,7 +289,7 @@ class _PFNBase(BaseEstimator):
     # -- predict -----------------------------------------------------------------------------
     def _iter_member_outputs(self, X):
         """Yield (member index, query slice, probabilities (m, n_out) float64 on CPU)."""
-        config, model = _load_model(self.weights_path_, str(self.device_))
+        _, model = _load_model(self.weights_path_, str(self.device_))
         device = self.device_
         Z = {"standard": self._standard(X)}
         if any(m["transform"] == "quantile" for m in self.members_):
@@ -305,8 +305,14 @@ class _PFNBase(BaseEstimator):
                     torch.as_tensor(ctx_x, device=device)[None], torch.as_tensor(ctx_y, device=device)[None]
                 )
                 for sl in tile_slices(q_x.shape[0], self.batch_size):
-                    logits = model.predict_queries(cache, torch.as_tensor(q_x[sl], device=device)[None])[0]
-                    yield i, sl, self._member_probs(logits.double(), member)
+                    # pad to a multiple of 8 rows: BLAS takes another (matrix-vector) path for 1-3
+                    # rows whose float32 rounding differs, and a query's prediction must not
+                    # depend on how many other queries come with it
+                    q = q_x[sl]
+                    rows = -(-q.shape[0] // 8) * 8
+                    q = np.concatenate([q, np.zeros((rows - q.shape[0], q.shape[1]), q.dtype)])
+                    logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[0]
+                    yield i, sl, self._member_probs(logits[: sl.stop - sl.start].double(), member)
             if self.verbose:
                 print(f"[{type(self).__name__}] ensemble member {i + 1}/{len(self.members_)} done")
 

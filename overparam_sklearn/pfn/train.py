@@ -3,7 +3,7 @@
 Usage (the shipped weights were made this way; see the README for the measured time)::
 
     OMP_NUM_THREADS=1 python -m overparam_sklearn.pfn.train --preset regression \\
-        --out runs/pfn_regression --steps 4000 --threads 1 --verbose 1
+        --out runs/pfn_regression --threads 1 --verbose 1
     python -m overparam_sklearn.pfn.train --preset regression --out runs/pfn_regression \\
         --export overparam_sklearn/pfn/weights
 
@@ -13,8 +13,8 @@ and resumed from its checkpoint draws the same batches as an uninterrupted one (
 floating-point reduction order in the optimiser, which is deterministic on the CPU).
 
 Curriculum: the sequence length grows linearly from ``min_len`` to ``max_len`` over
-``curriculum_steps``; every batch draws its length uniformly between half the current maximum and
-the maximum, and every dataset in the batch draws its own context size (log-uniform with
+``curriculum_steps``; every batch draws its length uniformly between ``min_len`` and the current
+maximum, and every dataset in the batch draws its own context size (log-uniform with
 probability 0.3, otherwise uniform on ``[1, N - min_queries]``), so small contexts are trained
 throughout. The batch size shrinks with the length to keep ``tokens_per_batch`` roughly constant.
 """
@@ -45,7 +45,7 @@ _BASE = {
     "d_ff": 256,
     "n_bars": 1000,
     "max_classes": 10,
-    "steps": 4000,
+    "steps": 1300,
     "lr": 5e-4,
     "warmup": 200,
     "weight_decay": 0.0,
@@ -57,9 +57,11 @@ _BASE = {
     "max_len": 1032,
     "max_ctx": 1000,
     "min_queries": 32,
-    "curriculum_steps": 2400,
-    "ckpt_every": 50,
+    "curriculum_steps": 600,
+    "ckpt_every": 25,
     "eval_every": 250,
+    "val_sizes": [10, 50, 200],
+    "border_samples": 100_000,
 }
 
 #: Training presets: the shipped regression and classification models, and the fixed-
@@ -72,8 +74,8 @@ PRESETS = {
         task="classification",
         normalize_x=True,
         normalize_y=False,
-        steps=2500,
-        curriculum_steps=1500,
+        steps=800,
+        curriculum_steps=500,
     ),
     "gp_fixed": dict(
         _BASE,
@@ -84,8 +86,8 @@ PRESETS = {
         d_max=8,
         max_len=532,
         max_ctx=500,
-        steps=2500,
-        curriculum_steps=1200,
+        steps=1200,
+        curriculum_steps=400,
     ),
 }
 
@@ -109,7 +111,8 @@ def sample_batch(config, step, n_points=None, batch=None, n_ctx=None, stream=0):
     gen = _step_generator(config["seed"], step, stream)
     if n_points is None:
         hi = _seq_len(config, step)
-        n_points = int(torch.randint(max(hi // 2, config["min_queries"] + 1), hi + 1, (1,), generator=gen))
+        lo = max(min(config["min_len"], hi), config["min_queries"] + 1)
+        n_points = int(torch.randint(lo, hi + 1, (1,), generator=gen))
     if batch is None:
         batch = int(min(config["max_batch"], max(config["min_batch"], config["tokens_per_batch"] // n_points)))
     if n_ctx is None:
@@ -192,7 +195,7 @@ def _validation(model, config):
     model.eval()
     out = {}
     with torch.no_grad():
-        for n_ctx in (10, 50, 200):
+        for n_ctx in config["val_sizes"]:
             b = sample_batch(config, n_ctx, n_points=n_ctx + 100, batch=16, n_ctx=n_ctx, stream=5)
             out[str(n_ctx)] = float(_loss(model, b))
     model.train()
@@ -229,14 +232,18 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
             saved[k] = config.get(k, saved[k])
         config = saved
         model = build_model(_model_config(config), ckpt["model"])
-        opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"], foreach=False
+        )
         opt.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
         history = ckpt["history"]
         if verbose:
             print(f"resumed {ckpt_path} at step {step}", file=sys.stderr)
     else:
-        borders = compute_borders(config) if config["task"] == "regression" else None
+        borders = (
+            compute_borders(config, config["border_samples"]) if config["task"] == "regression" else None
+        )
         model = PFNTransformer(
             config["task"], config["d_max"], config["d_model"], config["n_layers"], config["n_heads"],
             config["d_ff"], borders=borders, max_classes=config["max_classes"],
@@ -244,7 +251,9 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
         g = torch.Generator()
         g.manual_seed(int(config["seed"]))
         init_parameters(model, g)
-        opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+        opt = torch.optim.AdamW(
+            model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"], foreach=False
+        )
     with open(out_dir / "config.json", "w") as fh:
         json.dump({k: v for k, v in config.items()}, fh, indent=1)
 

@@ -257,6 +257,10 @@ def main(argv=None):
     return 0
 
 
+def _fmt(x):
+    return f"{x:.3f}" if not np.isfinite(x) or abs(x) >= 0.01 or x == 0 else f"{x:.1e}"
+
+
 def print_table(done, args):
     labels = [args.dkm_label if m == "dkm" else m for m in args.models]
     print()
@@ -278,9 +282,12 @@ def print_table(done, args):
             for key, cells in (("rmse", cells_rmse), ("loglik", cells_ll)):
                 vals = np.array([r[key] for r in recs])
                 se = vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else float("nan")
-                cells.append(f"{vals.mean():.3f} ± {se:.3f}")
+                cells.append(f"{_fmt(vals.mean())} ± {_fmt(se)}")
         print(f"| {name} | {splits} | " + " | ".join(cells_rmse) + " | "
               + " | ".join(cells_ll) + " |")
+    for model_name in labels:
+        secs = [r["seconds"] for r in done.values() if r["model"] == model_name]
+        print(f"{model_name}: {len(secs)} fits, {sum(secs):.0f} s wall in total")
 
 
 if __name__ == "__main__":

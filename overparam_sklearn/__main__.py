@@ -119,7 +119,8 @@ def run(device="auto", only=None):
     print(f"overparam_sklearn {ops.__version__} quickstart (device={device})")
     print("regression: load_diabetes, standardised target, R^2 on a 25% test split")
     print("classification: load_wine, accuracy on a 25% stratified test split\n")
-    header = f"{'estimator (in Pipeline with StandardScaler)':<52} {'task':<15} {'score':>7} {'time s':>8}"
+    title = "estimator (in Pipeline with StandardScaler)"
+    header = f"{title:<52} {'task':<15} {'score':>7} {'time s':>8}"
     print(header)
     print("-" * len(header))
     for label, task, factory in configs:

@@ -86,7 +86,7 @@ def numpy_dtype(torch_dtype):
 
 
 def to_tensor(X, device, dtype):
-    """A (validated, real, finite) numpy array or tensor as a tensor on ``device`` with ``dtype``."""
+    """A validated (real, finite) array or tensor as a tensor on ``device`` with ``dtype``."""
     if isinstance(X, torch.Tensor):
         return X.to(device=device, dtype=dtype)
     X = np.asarray(X)
@@ -176,7 +176,7 @@ def check_memory(n_bytes, device, what, hint=""):
 
 
 def rows_per_tile(n_cols, dtype, n_buffers=1, tile_bytes=DEFAULT_TILE_BYTES):
-    """How many rows of an ``(*, n_cols)`` matrix fit in ``tile_bytes`` with ``n_buffers`` copies."""
+    """Rows of an ``(*, n_cols)`` matrix that fit in ``tile_bytes`` with ``n_buffers`` copies."""
     per_row = max(1, estimate_bytes((n_cols,), dtype) * max(1, n_buffers))
     return max(1, int(tile_bytes // per_row))
 

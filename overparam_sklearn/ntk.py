@@ -122,7 +122,9 @@ class _NTKBase(BaseEstimator):
         A.diagonal().add_(self.alpha)
         what = f"the {self.kernel.upper()} train kernel plus alpha * I"
         if not torch.isfinite(A).all():
-            raise ValueError(f"{what} contains NaN or inf; check the inputs and kernel parameters.")
+            raise ValueError(
+                f"{what} contains NaN or inf; check the inputs and kernel parameters."
+            )
         self.X_fit_ = Xt
         self._eig_cache = None
         if self._finite_time():
@@ -166,7 +168,6 @@ class _NTKBase(BaseEstimator):
             return mean, None
         if self.kernel == "nngp":
             nngp_td = K_td
-        m = Xt.shape[0]
         finite = self._finite_time()
         tau = self.t / self.y_fit_.numel() if finite else None
         if self.kernel == "nngp":
@@ -406,7 +407,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         -------
         y_mean : ndarray of shape (n_queries,) or (n_queries, n_targets)
         y_std : ndarray of shape (n_queries,) or (n_queries, n_targets), optional
-        y_cov : ndarray of shape (n_queries, n_queries) or (n_queries, n_queries, n_targets), optional
+        y_cov : ndarray of shape (n_queries, n_queries[, n_targets]), optional
         """
         if return_std and return_cov:
             raise RuntimeError("At most one of return_std or return_cov can be requested.")
@@ -496,7 +497,9 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
 
     Parameters
     ----------
-    kernel, n_hidden, activation, w_std, b_std, parameterization, width, alpha, t, device, dtype, verbose
+    kernel, n_hidden, activation, w_std, b_std, parameterization, width, alpha, t : see below
+        As in :class:`NTKRegressor`.
+    device, dtype, verbose : see below
         As in :class:`NTKRegressor`.
 
     Attributes
@@ -595,7 +598,7 @@ def _ensemble_vote_probabilities(mean, std, n_nodes=64):
     hard = std <= 1e-12 * np.maximum(1.0, np.abs(mean).max(axis=1))
     safe_std = np.where(hard, 1.0, std)
     diff = (mean[:, :, None] - mean[:, None, :]) / safe_std[:, None, None]  # (m, c, j)
-    for z, w in zip(nodes, weights):
+    for z, w in zip(nodes, weights, strict=True):
         cdf = ndtr(diff + z)  # P(f_j < f_c) given z for output c
         idx = np.arange(C)
         cdf[:, idx, idx] = 1.0

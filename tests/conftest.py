@@ -22,7 +22,7 @@ def shared_path(*parts):
     """A path under ../shared, or skip the test with a clear message when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent: these reference files live beside the project, in ../shared")
+        pytest.skip(f"{path} is absent: reference files live beside the project, in ../shared")
     return path
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import ClassifierMixin, RegressorMixin, clone
+from test_common import ESTIMATORS
 
 from overparam_sklearn import _backend
 from overparam_sklearn._backend import (
@@ -16,8 +17,6 @@ from overparam_sklearn._backend import (
     to_numpy,
     to_tensor,
 )
-
-from test_common import ESTIMATORS
 
 
 def test_resolve_device():
@@ -91,7 +90,7 @@ def test_fit_and_predict_leave_torch_global_state_untouched(estimator):
     threads = torch.get_num_threads()
     dtype = torch.get_default_dtype()
     torch_rng = torch.get_rng_state().clone()
-    np_rng = np.random.get_state()[1].copy()
+    np_rng = np.random.get_state()[1].copy()  # noqa: NPY002
     est = clone(estimator)
     # random_state=None means numpy's global RandomState (the scikit-learn convention), which
     # then legitimately advances; fix every seed so that any use of global state shows.
@@ -111,4 +110,4 @@ def test_fit_and_predict_leave_torch_global_state_untouched(estimator):
     assert torch.get_num_threads() == threads
     assert torch.get_default_dtype() == dtype
     assert torch.equal(torch.get_rng_state(), torch_rng)
-    assert np.array_equal(np.random.get_state()[1], np_rng)
+    assert np.array_equal(np.random.get_state()[1], np_rng)  # noqa: NPY002

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 
 from overparam_sklearn.kernels import (
     fc_diagonals,
@@ -13,8 +14,6 @@ from overparam_sklearn.kernels import (
     ntk_kernel,
     parse_activation,
 )
-
-from conftest import shared_path
 
 W_STD, B_STD, WIDTH = 1.5, 0.05, 512  # the reference file's __meta__
 # ABReLU-family activations: at x = x' neural-tangents takes the angle from
@@ -54,7 +53,8 @@ def test_kernels_match_neural_tangents(reference, key):
     ref = reference[key]
     scale = np.abs(ref).max()
     err = np.abs(ours - ref) / scale
-    if pair == "x1x1" and which == "ntk" and act in ABRELU_FAMILY and n_hidden > 0:
+    abrelu_ntk_diagonal = which == "ntk" and act in ABRELU_FAMILY and n_hidden > 0
+    if pair == "x1x1" and abrelu_ntk_diagonal:
         off = ~np.eye(len(ref), dtype=bool)
         assert err[off].max() < 1e-12
         assert np.diag(err).max() < 1e-8
@@ -80,7 +80,8 @@ def test_dual_maps_match_monte_carlo(spec):
     gen = torch.Generator().manual_seed(0)
     k11, k22, k12 = 1.3, 0.7, 0.5
     cov = torch.tensor([[k11, k12], [k12, k22]], dtype=torch.float64)
-    z = torch.randn(2_000_000, 2, generator=gen, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    z = torch.randn(2_000_000, 2, generator=gen, dtype=torch.float64)
+    z = z @ torch.linalg.cholesky(cov).T
     u, v = z[:, 0].requires_grad_(), z[:, 1].requires_grad_()
     fu, fv = act.fn(u), act.fn(v)
     du = torch.autograd.grad(fu.sum(), u)[0]
@@ -98,7 +99,7 @@ def test_tiling_gives_the_same_kernel():
     X, Y = rng.normal(size=(300, 5)), rng.normal(size=(70, 5))
     full = fc_kernels(X, Y, 3, "gelu", 1.3, 0.2)
     tiled = fc_kernels(X, Y, 3, "gelu", 1.3, 0.2, tile_bytes=70 * 8 * 8 * 7)  # 7-row tiles
-    for a, b in zip(full, tiled):
+    for a, b in zip(full, tiled, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-15)
 
 
@@ -173,7 +174,7 @@ def test_symmetric_tiles_mirror_the_upper_blocks(activation, parameterization):
     one_block = fc_kernels(X, None, *args)
     tiled = fc_kernels(X, None, *args, tile_bytes=90 * 8 * 8 * 13)  # 13-row tiles
     general = fc_kernels(X, X.copy(), *args)
-    for a, b, c in zip(one_block, tiled, general):
+    for a, b, c in zip(one_block, tiled, general, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-14)
         assert torch.equal(b, b.T)
         off = ~torch.eye(90, dtype=torch.bool)

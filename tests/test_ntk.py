@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import shared_path
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from overparam_sklearn import NTKClassifier, NTKRegressor, nngp_kernel, ntk_kernel
-from overparam_sklearn import _backend
-
-from conftest import shared_path
+from overparam_sklearn import NTKClassifier, NTKRegressor, _backend, nngp_kernel, ntk_kernel
 
 W_STD, B_STD = 1.5, 0.05
 
@@ -134,8 +132,10 @@ def test_student_t_scale_mixture(regression_data):
     a = 1e7
     tight = NTKRegressor(kernel="nngp", n_hidden=2, alpha=0.1, posterior="student_t",
                          prior_shape=a, prior_scale=a - 1, device="cpu").fit(X, y)
-    np.testing.assert_allclose(tight.predict(Xq, return_std=True)[1], s_gauss, rtol=1e-5)
-    # Closed form: df = 2a + n, scale^2 = (2b + y'A^{-1}y)/(2a + n) * var, std^2 = scale^2 df/(df-2)
+    np.testing.assert_allclose(tight.predict(Xq, return_std=True)[1], s_gauss,
+                               rtol=1e-5)
+    # Closed form: df = 2a + n, scale^2 = (2b + y'A^{-1}y)/(2a + n) * var,
+    # std^2 = scale^2 df/(df-2)
     a, b = 2.0, 2.0
     model = NTKRegressor(kernel="nngp", n_hidden=2, alpha=0.1, posterior="student_t",
                          prior_shape=a, prior_scale=b, device="cpu").fit(X, y)

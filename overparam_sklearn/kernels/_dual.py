@@ -11,7 +11,8 @@ neural-tangents' ``stax`` conventions (Novak et al. 2020) so that values agree t
 
 * ``abrelu(a, b)`` = ``a min(x, 0) + b max(x, 0)`` (Cho & Saul 2009; Tsuchida et al. 2018);
   ``relu`` = ``abrelu(0, 1)``, ``leaky_relu(a)`` = ``abrelu(a, 1)``, ``abs`` = ``abrelu(-1, 1)``.
-* ``erf`` = ``erf(x)`` (Williams 1997); ``sigmoid_like`` = ``0.5 erf(x / 2.4020563531719796) + 0.5``.
+* ``erf`` = ``erf(x)`` (Williams 1997);
+  ``sigmoid_like`` = ``0.5 erf(x / 2.4020563531719796) + 0.5``.
 * ``gelu`` = ``x Phi(x)`` (Tsuchida et al. 2021, arXiv:2002.08517).
 * ``sin`` = ``sin(x)``; ``rbf(gamma)`` = ``sqrt(2) sin(sqrt(2 gamma) x + pi / 4)``, whose NNGP map
   is ``exp(-gamma (k11 + k22 - 2 k12))`` (Rahimi & Recht 2007).
@@ -174,7 +175,10 @@ def _gelu():
 
 
 def _sin(a=1.0, b=1.0, c=0.0):
-    """``a sin(b x + c)``: E = a^2/2 (e^{-b^2 (k11+k22-2k12)/2} - e^{-b^2 (k11+k22+2k12)/2} cos 2c)."""
+    """``a sin(b x + c)``.
+
+    ``E = a^2/2 (e^{-b^2 (k11+k22-2k12)/2} - e^{-b^2 (k11+k22+2k12)/2} cos 2c)``.
+    """
 
     def fn(x):
         return a * torch.sin(b * x + c)

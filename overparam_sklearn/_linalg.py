@@ -19,6 +19,7 @@ already hold an eigendecomposition (several times ``t`` reuse one).
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -30,14 +31,48 @@ __all__ = [
 ]
 
 
-def cholesky(A, what="the kernel matrix", hint="try gradually increasing alpha"):
+def all_finite(A, tile_rows=1024):
+    """``torch.isfinite(A).all()`` without its temporaries.
+
+    ``isfinite`` on an ``n x n`` float64 matrix allocates about 1.25 more ``n x n`` matrices. A
+    NaN or inf makes the sum non-finite; a non-finite sum (which a huge finite matrix could
+    also give) is confirmed row tile by row tile.
+    """
+    if bool(torch.isfinite(A.sum())):
+        return True
+    return all(bool(torch.isfinite(A[i:i + tile_rows]).all())
+               for i in range(0, A.shape[0], tile_rows))
+
+
+def cholesky(A, what="the kernel matrix", hint="try gradually increasing alpha", overwrite=False):
     """Lower Cholesky factor of a symmetric positive definite ``A``.
 
     Raises a ``ValueError`` naming the problem (not a torch ``LinAlgError``) when ``A`` is not
     numerically positive definite, for example a kernel with duplicated rows and no ridge.
+    ``overwrite=True`` factorises a C-contiguous float CPU matrix in its own memory (LAPACK
+    ``potrf`` on the Fortran view of the symmetric matrix): no second ``n x n`` matrix is
+    allocated, and ``A`` is destroyed.
     """
-    if not torch.isfinite(A).all():
+    if not all_finite(A):
         raise ValueError(f"{what} contains NaN or inf values; check the inputs and parameters.")
+    if (overwrite and A.device.type == "cpu" and A.ndim == 2 and A.is_contiguous()
+            and A.dtype in (torch.float32, torch.float64)):
+        from scipy.linalg import lapack
+
+        potrf = lapack.dpotrf if A.dtype == torch.float64 else lapack.spotrf
+        # A is symmetric, so its Fortran-ordered view is A itself; the upper factor U of that
+        # view (A = U' U), read back in C order, is the lower factor L.
+        view = A.numpy().T
+        factor, info = potrf(view, lower=0, overwrite_a=1, clean=0)
+        if info != 0:
+            raise ValueError(
+                f"{what} is not positive definite (Cholesky failed at column {info}); it is "
+                f"singular or nearly so, e.g. because of duplicated samples. "
+                f"{hint[0].upper() + hint[1:]}."
+            )
+        if not np.shares_memory(factor, view):  # the LAPACK wrapper made a copy after all
+            return torch.from_numpy(np.ascontiguousarray(np.tril(factor.T)))
+        return A.tril_()  # the factor lives in A's memory; clear the stale upper triangle
     L, info = torch.linalg.cholesky_ex(A)
     if int(info.max() if info.ndim else info) != 0:
         raise ValueError(
@@ -49,8 +84,13 @@ def cholesky(A, what="the kernel matrix", hint="try gradually increasing alpha")
 
 
 def cho_solve(L, B):
-    """Solve ``(L L^T) X = B`` given the lower Cholesky factor ``L``."""
-    return torch.cholesky_solve(B, L)
+    """Solve ``(L L^T) X = B`` given the lower Cholesky factor ``L``.
+
+    Two triangular solves rather than ``torch.cholesky_solve``, which copies a row-major ``L``
+    into column-major order (one more ``n x n`` matrix at peak).
+    """
+    return torch.linalg.solve_triangular(
+        L.mT, torch.linalg.solve_triangular(L, B, upper=False), upper=True)
 
 
 def eigh(A, what="the kernel matrix"):

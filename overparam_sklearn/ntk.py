@@ -91,7 +91,8 @@ class _NTKBase(BaseEstimator):
     def _kernels(self, X1, X2=None, need_nngp=False):
         """(kernel of the training mode, NNGP or None) between rows of X1 and X2."""
         need_ntk = self.kernel == "ntk"
-        nngp, ntk = fc_kernels(X1, X2, need_ntk=need_ntk, **self._kernel_args())
+        nngp, ntk = fc_kernels(X1, X2, need_ntk=need_ntk, need_nngp=need_nngp or not need_ntk,
+                               **self._kernel_args())
         if need_ntk:
             return ntk, (nngp if need_nngp else None)
         return nngp, (nngp if need_nngp else None)
@@ -121,7 +122,7 @@ class _NTKBase(BaseEstimator):
         A, _ = self._kernels(Xt)
         A.diagonal().add_(self.alpha)
         what = f"the {self.kernel.upper()} train kernel plus alpha * I"
-        if not torch.isfinite(A).all():
+        if not _linalg.all_finite(A):
             raise ValueError(
                 f"{what} contains NaN or inf; check the inputs and kernel parameters."
             )
@@ -135,7 +136,7 @@ class _NTKBase(BaseEstimator):
             self.cholesky_ = None
         else:
             self._log("Cholesky factorisation")
-            L = _linalg.cholesky(A, what=what)
+            L = _linalg.cholesky(A, what=what, overwrite=True)
             del A
             coef = _linalg.cho_solve(L, Yt)
             self.cholesky_ = L

@@ -230,6 +230,8 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
         # architecture and prior come from the checkpoint; schedule settings may be extended
         for k in ("steps", "curriculum_steps", "ckpt_every", "eval_every"):
             saved[k] = config.get(k, saved[k])
+        for k, v in config.items():  # settings added to the presets after the checkpoint was written
+            saved.setdefault(k, v)
         config = saved
         model = build_model(_model_config(config), ckpt["model"])
         opt = torch.optim.AdamW(

@@ -1,0 +1,428 @@
+"""Tests of the PFN priors, transformer, bar distribution, training loop and estimators."""
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+from sklearn.datasets import load_iris
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from overparam_sklearn import PFNClassifier, PFNRegressor
+from overparam_sklearn.pfn import PFNPredictiveDistribution, load_pfn
+from overparam_sklearn.pfn.estimator import WEIGHTS_DIR
+from overparam_sklearn.pfn.model import BarDistribution, PFNTransformer
+from overparam_sklearn.pfn.priors import FIXED_GP, get_prior, rbf_gp_sample, standardize_context
+from overparam_sklearn.pfn.train import PRESETS, export_weights, main, sample_batch, train
+
+
+def _gen(seed):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+# ------------------------------------------------------------------------------------------------
+# bar distribution
+
+
+@pytest.fixture
+def bar_and_probs():
+    g = _gen(0)
+    borders = torch.sort(torch.randn(41, generator=g, dtype=torch.float64) * 2).values
+    bar = BarDistribution(borders.float())
+    bar.borders = borders  # exact float64 borders for the numerical comparisons
+    probs = torch.softmax(torch.randn(3, 40, generator=g, dtype=torch.float64) * 2, -1)
+    return bar, probs
+
+
+def test_bar_density_integrates_to_one_and_matches_moments(bar_and_probs):
+    bar, probs = bar_and_probs
+    b = bar.borders.numpy()
+    for i in range(2):
+        p = probs[i : i + 1]
+
+        def pdf(y):
+            return float(torch.exp(bar.logpdf(p, torch.tensor([y], dtype=torch.float64)))[0])
+
+        pts = list(b)
+        lo, hi = b[0] - 60, b[-1] + 60
+        total = integrate.quad(pdf, lo, hi, points=pts, limit=500)[0]
+        assert total == pytest.approx(1.0, abs=1e-6)
+        m1 = integrate.quad(lambda y: y * pdf(y), lo, hi, points=pts, limit=500)[0]
+        m2 = integrate.quad(lambda y: y * y * pdf(y), lo, hi, points=pts, limit=500)[0]
+        assert float(bar.mean(p)) == pytest.approx(m1, abs=1e-6)
+        assert float(bar.variance(p)) == pytest.approx(m2 - m1**2, abs=1e-5)
+        y0 = 0.3
+        assert float(bar.cdf(p, torch.tensor([y0], dtype=torch.float64))[0]) == pytest.approx(
+            integrate.quad(pdf, lo, y0, points=[x for x in pts if x < y0], limit=500)[0], abs=1e-6
+        )
+
+
+def test_bar_quantile_inverts_cdf_including_tails(bar_and_probs):
+    bar, probs = bar_and_probs
+    for q in [1e-4, 0.01, 0.2, 0.5, 0.77, 0.99, 0.9999]:
+        y = bar.quantile(probs, q)
+        np.testing.assert_allclose(bar.cdf(probs, y).numpy(), q, atol=1e-9)
+    # quantiles are increasing in q
+    qs = torch.stack([bar.quantile(probs, q) for q in (0.1, 0.3, 0.5, 0.9)], -1)
+    assert bool((qs[:, 1:] > qs[:, :-1]).all())
+
+
+def test_bar_nll_is_minus_logpdf_of_softmax():
+    bar = BarDistribution(torch.linspace(-3, 3, 21))
+    logits = torch.randn(5, 20, generator=_gen(1))
+    y = torch.tensor([-10.0, -2.95, 0.0, 1.3, 7.0])
+    np.testing.assert_allclose(
+        bar.nll(logits, y).numpy(), -bar.logpdf(torch.softmax(logits, -1), y).numpy(), rtol=1e-5
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# transformer
+
+
+def _tiny_model(task="regression"):
+    borders = torch.linspace(-4, 4, 33) if task == "regression" else None
+    model = PFNTransformer(task, 3, d_model=16, n_layers=2, n_heads=2, d_ff=32, borders=borders)
+    with torch.no_grad():
+        g = _gen(3)
+        for p in model.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def test_queries_attend_only_to_context_and_paths_agree():
+    model = _tiny_model()
+    g = _gen(4)
+    x = torch.randn(2, 12, 3, generator=g)
+    y = torch.randn(2, 12, generator=g)
+    n_ctx = torch.tensor([7, 7])
+    with torch.no_grad():
+        full = model(x, y, n_ctx)
+        cache = model.encode_context(x[:, :7], y[:, :7])
+        q_all = model.predict_queries(cache, x[:, 7:])
+        q_one = model.predict_queries(cache, x[:, 9:10])
+        # the query targets must not matter, nor the other queries
+        y2 = y.clone()
+        y2[:, 7:] = 100.0
+        full2 = model(x, y2, n_ctx)
+    np.testing.assert_allclose(full[:, 7:].numpy(), q_all.numpy(), atol=1e-5)
+    np.testing.assert_allclose(q_all[:, 2:3].numpy(), q_one.numpy(), atol=1e-5)
+    np.testing.assert_allclose(full.numpy(), full2.numpy(), atol=1e-6)
+
+
+def test_prediction_is_invariant_to_context_order():
+    model = _tiny_model("classification")
+    g = _gen(5)
+    x = torch.randn(1, 9, 3, generator=g)
+    y = torch.randint(0, 3, (1, 9), generator=g).float()
+    perm = torch.randperm(9, generator=g)
+    xq = torch.randn(1, 4, 3, generator=g)
+    with torch.no_grad():
+        a = model.predict_queries(model.encode_context(x, y), xq)
+        b = model.predict_queries(model.encode_context(x[:, perm], y[:, perm]), xq)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_variable_context_sizes_are_masked_per_dataset():
+    model = _tiny_model()
+    g = _gen(6)
+    x = torch.randn(2, 10, 3, generator=g)
+    y = torch.randn(2, 10, generator=g)
+    with torch.no_grad():
+        both = model(x, y, torch.tensor([3, 8]))
+        first = model(x[:1], y[:1], torch.tensor([3]))
+        second = model(x[1:], y[1:], torch.tensor([8]))
+    np.testing.assert_allclose(both[0, 3:].numpy(), first[0, 3:].numpy(), atol=1e-5)
+    np.testing.assert_allclose(both[1, 8:].numpy(), second[0, 8:].numpy(), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# priors
+
+
+@pytest.mark.parametrize("name", ["regression", "gp_hyper", "bnn", "gp_fixed", "classification"])
+def test_priors_are_reproducible_and_well_formed(name):
+    prior = get_prior(name)
+    n_ctx = torch.tensor([5, 20, 1, 40])
+    a = prior(_gen(7), 4, 50, n_ctx, 6)
+    b = prior(_gen(7), 4, 50, n_ctx, 6)
+    c = prior(_gen(8), 4, 50, n_ctx, 6)
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    assert not torch.equal(a["y"], c["y"])
+    assert a["x"].shape == (4, 50, 6) and a["y"].shape == (4, 50)
+    assert torch.isfinite(a["x"]).all() and torch.isfinite(a["y"]).all()
+    for i, d in enumerate(a["n_features"].tolist()):
+        assert torch.all(a["x"][i, :, d:] == 0)
+    if name == "classification":
+        labels = a["y"]
+        assert torch.equal(labels, labels.round()) and labels.min() >= 0 and labels.max() <= 9
+    if name not in ("gp_fixed", "classification"):
+        # context targets standardised (population std) where the context has >= 2 points
+        for i in range(4):
+            k = int(n_ctx[i])
+            if k >= 2:
+                yc = a["y"][i, :k].double()
+                assert float(yc.mean()) == pytest.approx(0.0, abs=1e-5)
+                assert float(yc.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_standardize_context_uses_context_statistics_only():
+    v = torch.randn(2, 10, 3, generator=_gen(9), dtype=torch.float64)
+    v[1, :, 2] = 4.0  # constant feature
+    z = standardize_context(v, torch.tensor([6, 10]))
+    ref = (v[0, :, 0] - v[0, :6, 0].mean()) / v[0, :6, 0].std(unbiased=False)
+    np.testing.assert_allclose(z[0, :, 0].numpy(), ref.numpy(), atol=1e-12)
+    assert torch.all(z[1, :, 2] == 0)
+
+
+def test_gp_sampler_has_the_kernel_covariance():
+    # many draws at three fixed inputs: the empirical covariance is the ARD RBF kernel + noise
+    B = 20000
+    x = torch.tensor([[0.0, 0.0], [0.5, 1.0], [2.0, -1.0]], dtype=torch.float64).expand(B, 3, 2)
+    inv_l = torch.tensor([1.0 / 0.7, 0.0], dtype=torch.float64).expand(B, 2)
+    s = torch.full((B,), 1.5, dtype=torch.float64)
+    noise = torch.full((B,), 0.2, dtype=torch.float64)
+    _, y = rbf_gp_sample(_gen(10), x, inv_l, s, noise)
+    emp = np.cov(y.numpy().T)
+    d = np.array([0.0, 0.5, 2.0])[:, None] - np.array([0.0, 0.5, 2.0])[None, :]
+    K = 1.5**2 * np.exp(-0.5 * (d / 0.7) ** 2) + 0.2**2 * np.eye(3)
+    np.testing.assert_allclose(emp, K, atol=0.08)
+
+
+# ------------------------------------------------------------------------------------------------
+# training loop
+
+
+def _tiny_config(**kw):
+    c = dict(PRESETS["regression"])
+    c.update(d_model=16, n_layers=1, n_heads=2, d_ff=16, n_bars=20, steps=4, warmup=2, min_len=40,
+             max_len=60, curriculum_steps=2, tokens_per_batch=240, ckpt_every=2, eval_every=100, d_max=4,
+             border_samples=2000, val_sizes=[5])
+    c.update(kw)
+    return c
+
+
+def test_training_is_deterministic_and_resume_is_exact(tmp_path):
+    straight = train(_tiny_config(), tmp_path / "a", verbose=0)
+    train(_tiny_config(steps=2), tmp_path / "b", verbose=0)
+    # a checkpoint written before a config key existed still resumes (the key comes from the preset)
+    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    del ckpt["config"]["val_sizes"]
+    torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
+    resumed = train(_tiny_config(steps=4, eval_every=3), tmp_path / "b", verbose=0)
+    for (k, v), (k2, v2) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert k == k2
+        torch.testing.assert_close(v, v2, rtol=0, atol=0)
+    # the curriculum: later batches are longer; per-dataset context sizes vary
+    b0, b3 = sample_batch(_tiny_config(), 0), sample_batch(_tiny_config(), 3)
+    assert b0["x"].shape[1] <= b3["x"].shape[1]
+    hist = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert [h["step"] for h in hist] == [1, 2, 3, 4]
+    # export: plain tensors + config + manifest; loadable with weights_only=True
+    pt, js = export_weights(tmp_path / "a", tmp_path / "w", "tiny")
+    state = torch.load(pt, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    config, model = load_pfn(str(js))
+    assert config["d_model"] == 16 and model.task == "regression"
+
+
+def test_command_line_trains_and_exports(tmp_path, capsys):
+    args = ["--preset", "classification", "--out", str(tmp_path / "run"), "--steps", "2", "--verbose", "0",
+            "--set", "d_model=16", "n_layers=1", "d_ff=16", "n_heads=2", "val_sizes=[5]",
+            "tokens_per_batch=120", "min_len=40", "max_len=50"]
+    assert main(args) == 0
+    assert main(["--out", str(tmp_path / "run"), "--export", str(tmp_path / "w")]) == 0
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert set(manifest) == {"classification.pt", "classification.json"}
+    X, y = load_iris(return_X_y=True)
+    clf = PFNClassifier(n_estimators=1, weights=str(tmp_path / "w" / "classification.json"), device="cpu")
+    assert clf.fit(X, y).predict_proba(X[:4]).shape == (4, 3)
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x"), "--set", "no_such_key=1"])
+
+
+# ------------------------------------------------------------------------------------------------
+# shipped weights
+
+
+def test_shipped_weights_are_small_verified_and_tensor_only():
+    files = sorted(WEIGHTS_DIR.glob("*.pt"))
+    assert {f.stem for f in files} >= {"regression", "classification"}
+    assert sum(f.stat().st_size for f in WEIGHTS_DIR.iterdir()) <= 20 * 2**20
+    for f in files:
+        state = torch.load(f, weights_only=True)
+        assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_corrupted_weights_are_refused(tmp_path):
+    for name in ("regression.pt", "regression.json", "manifest.json"):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    with open(tmp_path / "regression.pt", "r+b") as fh:
+        fh.seek(-10, 2)
+        fh.write(b"0123456789")
+    X = np.random.RandomState(0).randn(10, 2)
+    with pytest.raises(ValueError, match="sha256"):
+        PFNRegressor(weights=str(tmp_path / "regression.json")).fit(X, X[:, 0])
+
+
+# ------------------------------------------------------------------------------------------------
+# estimators
+
+
+def _exact_gp(Xtr, ytr, Xte, lengthscale, outputscale, noise_std):
+    def k(a, b):
+        d2 = (((a[:, None, :] - b[None, :, :]) / lengthscale) ** 2).sum(-1)
+        return outputscale**2 * np.exp(-0.5 * d2)
+
+    K = k(Xtr, Xtr) + noise_std**2 * np.eye(len(Xtr))
+    Ks = k(Xte, Xtr)
+    mean = Ks @ np.linalg.solve(K, ytr)
+    var = outputscale**2 - np.einsum("ij,ji->i", Ks, np.linalg.solve(K, Ks.T)) + noise_std**2
+    return mean, np.sqrt(var)
+
+
+def test_regressor_api_and_distribution_consistency():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-2, 2, size=(60, 2))
+    y = np.sin(2 * X[:, 0]) + 0.1 * rng.randn(60)
+    reg = PFNRegressor(n_estimators=3, random_state=0, device="cpu").fit(X, y)
+    Xt = rng.uniform(-2, 2, size=(7, 2))
+    mean, std = reg.predict(Xt, return_std=True)
+    dist = reg.predict_distribution(Xt)
+    assert isinstance(dist, PFNPredictiveDistribution) and len(dist) == 7
+    np.testing.assert_allclose(dist.mean, mean, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dist.std, std, rtol=1e-6, atol=1e-8)
+    assert np.all(std > 0)
+    q = reg.predict_quantiles(Xt, [0.05, 0.5, 0.95])
+    assert q.shape == (7, 3) and np.all(np.diff(q, axis=1) > 0)
+    np.testing.assert_allclose(dist.cdf(q[:, 1]), 0.5, atol=1e-9)
+    assert reg.predict_quantiles(Xt, 0.5).shape == (7,)
+    # logpdf integrates to one in y (trapezoid on a wide, fine grid)
+    grid = np.linspace(mean[0] - 15 * std[0], mean[0] + 15 * std[0], 40001)
+    one = PFNPredictiveDistribution(np.repeat(dist.probs[:1], grid.size, 0), dist.borders, dist.loc, dist.scale)
+    assert np.trapezoid(np.exp(one.logpdf(grid)), grid) == pytest.approx(1.0, abs=0.01)
+    for bad in ([0.0, 0.5], [1.2], 0.0):
+        with pytest.raises(ValueError, match="quantile"):
+            reg.predict_quantiles(Xt, bad)
+    # the target scale is handled: shifting and scaling y shifts and scales the prediction
+    reg2 = PFNRegressor(n_estimators=3, random_state=0, device="cpu").fit(X, 5.0 + 3.0 * y)
+    m2, s2 = reg2.predict(Xt, return_std=True)
+    np.testing.assert_allclose(m2, 5.0 + 3.0 * mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s2, 3.0 * std, rtol=1e-5)
+
+
+def test_queries_are_independent_and_batching_does_not_matter():
+    rng = np.random.RandomState(1)
+    X = rng.randn(30, 3)
+    y = X[:, 0] ** 2 + 0.1 * rng.randn(30)
+    Xt = rng.randn(11, 3)
+    a = PFNRegressor(n_estimators=2, random_state=0, batch_size=4, device="cpu").fit(X, y).predict(Xt)
+    b = PFNRegressor(n_estimators=2, random_state=0, batch_size=100, device="cpu").fit(X, y)
+    np.testing.assert_allclose(a, b.predict(Xt), atol=1e-5)
+    np.testing.assert_allclose(a[3:5], b.predict(Xt[3:5]), atol=1e-5)
+
+
+def test_many_features_and_samples_use_subset_ensembles():
+    rng = np.random.RandomState(2)
+    X = rng.randn(300, 15)
+    y = X[:, 0] - X[:, 14] + 0.1 * rng.randn(300)
+    reg = PFNRegressor(n_estimators=4, max_context=120, random_state=0, device="cpu").fit(X, y)
+    d_max = reg.model_config_["d_max"]
+    assert all(len(m["features"]) == d_max for m in reg.members_)
+    covered = set(np.concatenate([m["features"] for m in reg.members_]).tolist())
+    assert covered == set(range(15))
+    assert all(len(m["context"]) == 120 for m in reg.members_)
+    assert len({tuple(m["context"][:5]) for m in reg.members_}) > 1
+    pred = reg.predict(X[:50])
+    assert pred.shape == (50,) and np.all(np.isfinite(pred))
+
+
+def test_pickle_pipeline_and_gridsearch():
+    rng = np.random.RandomState(3)
+    X = rng.randn(50, 3)
+    y = X[:, 0] + 0.1 * rng.randn(50)
+    reg = PFNRegressor(n_estimators=2, random_state=0, device="cpu").fit(X, y)
+    reg2 = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(reg.predict(X[:5]), reg2.predict(X[:5]))
+    assert len(pickle.dumps(reg)) < 200_000  # the weights are not pickled, only the context
+    pipe = make_pipeline(StandardScaler(), PFNRegressor(n_estimators=1, device="cpu")).fit(X, y)
+    assert pipe.predict(X).shape == (50,)
+    gs = GridSearchCV(PFNRegressor(device="cpu", random_state=0), {"n_estimators": [1, 2]}, cv=2).fit(X, y)
+    assert gs.best_params_["n_estimators"] in (1, 2)
+
+
+def test_bad_input_is_refused():
+    rng = np.random.RandomState(4)
+    X = rng.randn(20, 3)
+    y = X[:, 0]
+    reg = PFNRegressor(n_estimators=1, device="cpu").fit(X, y)
+    Xn = X.copy()
+    Xn[0, 0] = np.nan
+    with pytest.raises(ValueError):
+        PFNRegressor(device="cpu").fit(Xn, y)
+    with pytest.raises(ValueError):
+        reg.predict(Xn)
+    with pytest.raises(ValueError, match="features"):
+        reg.predict(X[:, :2])
+    with pytest.raises(ValueError):
+        reg.predict(X[0])
+    with pytest.raises(ValueError):
+        PFNClassifier(device="cpu").fit(rng.randn(40, 2), np.arange(40) % 11)
+    with pytest.raises(ValueError, match="does not exist"):
+        PFNRegressor(weights="/nonexistent/model.json").fit(X, y)
+    with pytest.raises(ValueError, match="classification"):
+        PFNRegressor(weights=str(WEIGHTS_DIR / "classification.json")).fit(X, y)
+
+
+def test_classifier_probabilities_and_labels():
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = PFNClassifier(n_estimators=2, random_state=0, device="cpu").fit(X, names)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (150, 3)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert set(clf.predict(X)) <= set(names)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X[:3])), proba[:3])
+
+
+# ------------------------------------------------------------------------------------------------
+# quality of the shipped models (thresholds far from what an untrained network gets)
+
+
+def test_regressor_learns_a_smooth_function_with_calibrated_bands():
+    rng = np.random.RandomState(5)
+    X = rng.uniform(-2, 2, size=(120, 1))
+    f = lambda x: np.sin(2 * x[:, 0])  # noqa: E731
+    y = f(X) + 0.1 * rng.randn(120)
+    Xt = rng.uniform(-1.8, 1.8, size=(300, 1))
+    yt = f(Xt) + 0.1 * rng.randn(300)
+    reg = PFNRegressor(n_estimators=2, random_state=0, device="cpu").fit(X, y)
+    dist = reg.predict_distribution(Xt)
+    rmse = np.sqrt(np.mean((dist.mean - yt) ** 2))
+    # an untrained network predicts the prior's marginal: rmse = std, NLL ~ gp_nll + 2
+    assert rmse < 0.6 * yt.std()
+    lo, hi = dist.quantile([0.05, 0.95]).T
+    coverage = np.mean((yt > lo) & (yt < hi))
+    assert 0.7 < coverage <= 1.0
+    # NLL within reach of the exact posterior of the GP that fits this function well
+    m, s = _exact_gp(X, y, Xt, 0.6, 1.0, 0.1)
+    gp_nll = -stats.norm(m, s).logpdf(yt).mean()
+    pfn_nll = -dist.logpdf(yt).mean()
+    assert pfn_nll < gp_nll + 1.5
+
+
+def test_classifier_accuracy_on_iris():
+    X, y = load_iris(return_X_y=True)
+    rng = np.random.RandomState(0)
+    idx = rng.permutation(150)
+    tr, te = idx[:100], idx[100:]
+    clf = PFNClassifier(n_estimators=2, random_state=0, device="cpu").fit(X[tr], y[tr])
+    assert clf.score(X[te], y[te]) > 0.85

@@ -255,16 +255,23 @@ def build_model(config, state_dict=None):
             borders = state_dict["bar.borders"]
         else:
             borders = torch.as_tensor(config["borders"], dtype=torch.float32)
-    model = PFNTransformer(
-        config["task"],
-        config["d_max"],
-        d_model=config["d_model"],
-        n_layers=config["n_layers"],
-        n_heads=config["n_heads"],
-        d_ff=config["d_ff"],
-        borders=borders,
-        max_classes=config.get("max_classes", 10),
-    )
-    if state_dict is not None:
-        model.load_state_dict(state_dict)
+    def make():
+        return PFNTransformer(
+            config["task"],
+            config["d_max"],
+            d_model=config["d_model"],
+            n_layers=config["n_layers"],
+            n_heads=config["n_heads"],
+            d_ff=config["d_ff"],
+            borders=borders,
+            max_classes=config.get("max_classes", 10),
+        )
+
+    if state_dict is None:
+        return make()
+    # The random initialisation is overwritten at once; draw it from a forked RNG so that
+    # loading shipped weights leaves the user's global torch RNG exactly as it was.
+    with torch.random.fork_rng(devices=[]):
+        model = make()
+    model.load_state_dict(state_dict)
     return model

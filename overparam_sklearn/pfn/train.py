@@ -45,7 +45,7 @@ _BASE = {
     "d_ff": 256,
     "n_bars": 1000,
     "max_classes": 10,
-    "steps": 1300,
+    "steps": 3700,
     "lr": 5e-4,
     "warmup": 200,
     "weight_decay": 0.0,
@@ -86,7 +86,7 @@ PRESETS = {
         d_max=8,
         max_len=532,
         max_ctx=500,
-        steps=1200,
+        steps=3600,
         curriculum_steps=400,
     ),
 }

@@ -74,7 +74,7 @@ PRESETS = {
         task="classification",
         normalize_x=True,
         normalize_y=False,
-        steps=800,
+        steps=1800,
         curriculum_steps=500,
     ),
     "gp_fixed": dict(

@@ -246,10 +246,13 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
         borders = (
             compute_borders(config, config["border_samples"]) if config["task"] == "regression" else None
         )
-        model = PFNTransformer(
-            config["task"], config["d_max"], config["d_model"], config["n_layers"], config["n_heads"],
-            config["d_ff"], borders=borders, max_classes=config["max_classes"],
-        )
+        # torch's default initialisation draws from the global RNG; it is overwritten at once by
+        # init_parameters, so draw it from a forked RNG and leave the caller's global state alone
+        with torch.random.fork_rng(devices=[]):
+            model = PFNTransformer(
+                config["task"], config["d_max"], config["d_model"], config["n_layers"], config["n_heads"],
+                config["d_ff"], borders=borders, max_classes=config["max_classes"],
+            )
         g = torch.Generator()
         g.manual_seed(int(config["seed"]))
         init_parameters(model, g)

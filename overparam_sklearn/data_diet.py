@@ -571,6 +571,9 @@ class _BaseScorer(BaseEstimator):
                 iterator_train__shuffle=True,
                 iterator_train__generator=shuffle_gen,
                 classes=np.arange(n_classes),
+                # skorch unpickles its CUDA-dependent attributes (module objects, not only
+                # tensors) with torch.load when the scorer itself is unpickled; that is the
+                # trust a pickle already asks for, and weights_only=True cannot load modules.
                 torch_load_kwargs={"weights_only": False},
                 verbose=max(0, int(self.verbose) - 1),
             )

@@ -225,7 +225,7 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
     history = []
     step = 0
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+        ckpt = torch.load(ckpt_path, weights_only=True)
         saved = ckpt["config"]
         # architecture and prior come from the checkpoint; schedule settings may be extended
         for k in ("steps", "curriculum_steps", "ckpt_every", "eval_every"):
@@ -329,7 +329,7 @@ def export_weights(run_dir, weights_dir, name=None):
     """Write ``<name>.pt`` (a state dict of plain tensors) and ``<name>.json`` (config plus training
     summary) from ``run_dir``'s checkpoint, and record their sha256 in ``manifest.json``."""
     run_dir, weights_dir = Path(run_dir), Path(weights_dir)
-    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     config = ckpt["config"]
     name = name or config["task"]
     weights_dir.mkdir(parents=True, exist_ok=True)

@@ -76,8 +76,12 @@ def exact_gp_predict(Xtr, ytr, Xte, inv_lengthscale, outputscale, noise_std):
 
 
 def ml2_gp(d, seed=0):
-    kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(d), (1e-2, 1e3)) + WhiteKernel(1e-2, (1e-6, 1e1))
-    return GaussianProcessRegressor(kernel, n_restarts_optimizer=5, normalize_y=True, random_state=seed)
+    kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(d), (1e-2, 1e3)) + WhiteKernel(
+        1e-2, (1e-6, 1e1)
+    )
+    return GaussianProcessRegressor(
+        kernel, n_restarts_optimizer=5, normalize_y=True, random_state=seed
+    )
 
 
 def gauss_nll(y, mean, std):
@@ -129,7 +133,9 @@ def gp_dataset(seed, n, n_test, d, kind):
     nf = torch.tensor([d])
     if kind == "machinery":
         x = torch.rand((1, N, d), generator=g, dtype=torch.float64)
-        inv_l = torch.full((1, d), 1.0 / (FIXED_GP["lengthscale_per_sqrt_d"] * d**0.5), dtype=torch.float64)
+        inv_l = torch.full(
+            (1, d), 1.0 / (FIXED_GP["lengthscale_per_sqrt_d"] * d**0.5), dtype=torch.float64
+        )
         s = torch.tensor([FIXED_GP["outputscale"]], dtype=torch.float64)
         noise = torch.tensor([FIXED_GP["noise_std"]], dtype=torch.float64)
     else:
@@ -170,22 +176,31 @@ def section_machinery(args):
     if not args.gp_fixed_weights or not Path(args.gp_fixed_weights).exists():
         print("\n## machinery: skipped (pass --gp-fixed-weights, the exported gp_fixed model)")
         return []
-    print("\n## machinery: fixed-hyperparameter GP prior, PFN vs exact GP posterior (NLL, nats/point)")
+    print(
+        "\n## machinery: fixed-hyperparameter GP prior, PFN vs exact GP posterior (NLL, nats/point)"
+    )
     print("| d | n | exact GP | PFN | diff |\n|---|---|---|---|---|")
     rows = []
     for d in args.dims_machinery:
         for n in args.sizes_machinery:
             e, p = [], []
             for r in range(args.reps):
-                Xtr, ytr, Xte, yte, (il, s, nz) = gp_dataset(1000 * d + 7 * n + r, n, args.n_test, d, "machinery")
+                Xtr, ytr, Xte, yte, (il, s, nz) = gp_dataset(
+                    1000 * d + 7 * n + r, n, args.n_test, d, "machinery"
+                )
                 m, sd = exact_gp_predict(Xtr, ytr, Xte, il, s, nz)
                 e.append(gauss_nll(yte, m, sd))
-                reg = PFNRegressor(n_estimators=1, weights=args.gp_fixed_weights, device="cpu", random_state=r)
+                reg = PFNRegressor(
+                    n_estimators=1, weights=args.gp_fixed_weights, device="cpu", random_state=r
+                )
                 # the gp_fixed model takes 8 features; pad the inputs with zero columns as in training
                 p.append(pfn_nll(reg.fit(Xtr, ytr), Xte, yte)[0])
             row = dict(d=d, n=n, exact=np.mean(e), pfn=np.mean(p))
             rows.append(row)
-            print(f"| {d} | {n} | {row['exact']:.3f} | {row['pfn']:.3f} | {row['pfn'] - row['exact']:+.3f} |", flush=True)
+            print(
+                f"| {d} | {n} | {row['exact']:.3f} | {row['pfn']:.3f} | {row['pfn'] - row['exact']:+.3f} |",
+                flush=True,
+            )
     return rows
 
 
@@ -198,7 +213,9 @@ def section_hyperprior(args):
             for n in args.sizes:
                 ref, pf = [], []
                 for r in range(args.reps):
-                    Xtr, ytr, Xte, yte, (il, s, nz) = gp_dataset(50_000 + 1000 * d + 7 * n + r, n, args.n_test, d, kind)
+                    Xtr, ytr, Xte, yte, (il, s, nz) = gp_dataset(
+                        50_000 + 1000 * d + 7 * n + r, n, args.n_test, d, kind
+                    )
                     if kind == "hyper":
 
                         def fit_gp():
@@ -214,19 +231,31 @@ def section_hyperprior(args):
                         ref.append(gauss_nll(yte, m, sd))
                     if args.gp_only:
                         continue
-                    reg = PFNRegressor(n_estimators=args.n_estimators, device="cpu", random_state=r).fit(Xtr, ytr)
+                    reg = PFNRegressor(
+                        n_estimators=args.n_estimators, device="cpu", random_state=r
+                    ).fit(Xtr, ytr)
                     pf.append(pfn_nll(reg, Xte, yte)[0])
                 name = "GP ML-II (5 restarts)" if kind == "hyper" else "exact GP"
-                row = dict(kind=kind, d=d, n=n, ref=float(np.mean(ref)), pfn=float(np.mean(pf)) if pf else np.nan)
+                row = dict(
+                    kind=kind,
+                    d=d,
+                    n=n,
+                    ref=float(np.mean(ref)),
+                    pfn=float(np.mean(pf)) if pf else np.nan,
+                )
                 rows.append(row)
-                print(f"| {kind} | {d} | {n} | {name} | {row['ref']:.3f} | {row['pfn']:.3f} | {row['pfn'] - row['ref']:+.3f} |",
-                      flush=True)
+                print(
+                    f"| {kind} | {d} | {n} | {name} | {row['ref']:.3f} | {row['pfn']:.3f} | {row['pfn'] - row['ref']:+.3f} |",
+                    flush=True,
+                )
     return rows
 
 
 def section_real(args):
     print("\n## real data: PFN vs GP ML-II (original target scale; mean over splits)")
-    print("| data | n_train | d | GP RMSE | PFN RMSE | GP NLL | PFN NLL | GP fit+pred s | PFN fit+pred s |")
+    print(
+        "| data | n_train | d | GP RMSE | PFN RMSE | GP NLL | PFN NLL | GP fit+pred s | PFN fit+pred s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name in args.datasets:
@@ -247,8 +276,12 @@ def section_real(args):
             # fitted on a random subset of at most --gp-max-train points (the PFN sees all of them)
             sub = np.arange(len(ytr))
             if len(ytr) > args.gp_max_train:
-                sub = np.sort(np.random.RandomState(split).choice(len(ytr), args.gp_max_train, replace=False))
-            key = f"real/{name}/{split}" + (f"/sub{args.gp_max_train}" if len(sub) < len(ytr) else "")
+                sub = np.sort(
+                    np.random.RandomState(split).choice(len(ytr), args.gp_max_train, replace=False)
+                )
+            key = f"real/{name}/{split}" + (
+                f"/sub{args.gp_max_train}" if len(sub) < len(ytr) else ""
+            )
 
             def fit_gp():
                 t = time.perf_counter()
@@ -256,7 +289,11 @@ def section_real(args):
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     gp = ml2_gp(Xtr.shape[1], split).fit(Xtr_s[sub], ytr[sub])
                 m, sd = gp.predict(Xte_s, return_std=True)
-                return [time.perf_counter() - t, float(np.sqrt(np.mean((m - yte) ** 2))), gauss_nll(yte, m, sd)]
+                return [
+                    time.perf_counter() - t,
+                    float(np.sqrt(np.mean((m - yte) ** 2))),
+                    gauss_nll(yte, m, sd),
+                ]
 
             gp_t, gp_rmse, gp_nll = args.cache.get(key, fit_gp)
             res["gp_t"].append(gp_t)
@@ -265,7 +302,9 @@ def section_real(args):
             if args.gp_only:
                 continue
             t = time.perf_counter()
-            reg = PFNRegressor(n_estimators=args.n_estimators, device="cpu", random_state=split).fit(Xtr, ytr)
+            reg = PFNRegressor(
+                n_estimators=args.n_estimators, device="cpu", random_state=split
+            ).fit(Xtr, ytr)
             nll, dist = pfn_nll(reg, Xte, yte)
             res["pfn_t"].append(time.perf_counter() - t)
             res["pfn_rmse"].append(np.sqrt(np.mean((dist.mean - yte) ** 2)))
@@ -277,14 +316,19 @@ def section_real(args):
         row.update(name=name, n_train=len(ytr), d=Xtr.shape[1], n_gp=n_gp)
         rows.append(row)
         n_txt = f"{len(ytr)}" + (f" (GP: {n_gp})" if n_gp < len(ytr) else "")
-        print(f"| {name} | {n_txt} | {Xtr.shape[1]} | {row['gp_rmse']:.3f} | {row['pfn_rmse']:.3f} | "
-              f"{row['gp_nll']:.3f} | {row['pfn_nll']:.3f} | {row['gp_t']:.1f} | {row['pfn_t']:.2f} |", flush=True)
+        print(
+            f"| {name} | {n_txt} | {Xtr.shape[1]} | {row['gp_rmse']:.3f} | {row['pfn_rmse']:.3f} | "
+            f"{row['gp_nll']:.3f} | {row['pfn_nll']:.3f} | {row['gp_t']:.1f} | {row['pfn_t']:.2f} |",
+            flush=True,
+        )
     return rows
 
 
 def section_speed(args):
-    print(f"\n## speed: 1000 queries from 1000 context points, d = 8 (GP: ML-II with "
-          f"{args.speed_gp_restarts} restarts)")
+    print(
+        f"\n## speed: 1000 queries from 1000 context points, d = 8 (GP: ML-II with "
+        f"{args.speed_gp_restarts} restarts)"
+    )
     Xtr, ytr, Xte, yte, _ = gp_dataset(7, 1000, 1000, 8, "fixed")
     out, cpu = {}, {}
     for ne in sorted({1, args.n_estimators}):
@@ -306,41 +350,69 @@ def section_speed(args):
         gp.fit(Xtr, ytr).predict(Xte, return_std=True)
     out["gp"] = time.perf_counter() - t
     cpu["gp"] = time.process_time() - c
-    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall time includes waiting "
-          "for the CPU; CPU seconds do not)")
-    print("| method | fit + predict wall s | CPU s | GP / method (wall) | GP / method (CPU) |\n|---|---|---|---|---|")
+    print(
+        f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall time includes waiting "
+        "for the CPU; CPU seconds do not)"
+    )
+    print(
+        "| method | fit + predict wall s | CPU s | GP / method (wall) | GP / method (CPU) |\n|---|---|---|---|---|"
+    )
     for k, v in out.items():
-        print(f"| {k} | {v:.3f} | {cpu[k]:.3f} | {out['gp'] / v:.1f}x | {cpu['gp'] / cpu[k]:.1f}x |")
+        print(
+            f"| {k} | {v:.3f} | {cpu[k]:.3f} | {out['gp'] / v:.1f}x | {cpu['gp'] / cpu[k]:.1f}x |"
+        )
     return {"wall": out, "cpu": cpu}
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sections", nargs="+", default=["machinery", "hyperprior", "real", "speed"])
-    p.add_argument("--gp-fixed-weights", default=str(ROOT / "runs" / "pfn_gp_fixed" / "export" / "gp_fixed.json"))
+    p.add_argument(
+        "--gp-fixed-weights",
+        default=str(ROOT / "runs" / "pfn_gp_fixed" / "export" / "gp_fixed.json"),
+    )
     p.add_argument("--reps", type=int, default=4, help="datasets per (n, d) cell")
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 100, 200])
     p.add_argument("--dims", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--sizes-machinery", type=int, nargs="+", default=[10, 50, 100, 500])
     p.add_argument("--dims-machinery", type=int, nargs="+", default=[1, 4, 8])
-    p.add_argument("--datasets", nargs="+", default=["diabetes", "boston", "concrete", "energy", "yacht", "wine"])
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["diabetes", "boston", "concrete", "energy", "yacht", "wine"],
+    )
     p.add_argument("--splits", type=int, default=2)
     p.add_argument("--n-estimators", type=int, default=4)
-    p.add_argument("--gp-max-train", type=int, default=500, help="real data: GP fitted on at most this many points")
+    p.add_argument(
+        "--gp-max-train",
+        type=int,
+        default=500,
+        help="real data: GP fitted on at most this many points",
+    )
     p.add_argument("--speed-gp-restarts", type=int, default=5)
     p.add_argument("--out", default=None, help="write all rows as JSON here")
-    p.add_argument("--cache", default=None, help="JSON file caching the (deterministic) ML-II GP results")
-    p.add_argument("--gp-only", action="store_true", help="only compute (and cache) the GP references")
+    p.add_argument(
+        "--cache", default=None, help="JSON file caching the (deterministic) ML-II GP results"
+    )
+    p.add_argument(
+        "--gp-only", action="store_true", help="only compute (and cache) the GP references"
+    )
     args = p.parse_args(argv)
     args.cache = GPCache(args.cache)
-    print(f"# PFN benchmark  torch threads={torch.get_num_threads()}  OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS')}  torch {torch.__version__}")
+    print(
+        f"# PFN benchmark  torch threads={torch.get_num_threads()}  OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS')}  torch {torch.__version__}"
+    )
     results = {}
     for name in args.sections:
         t = time.perf_counter()
         results[name] = globals()[f"section_{name}"](args)
-        print(f"({name}: {time.perf_counter() - t:.0f} s; GP results from cache so far: {args.cache.hits})")
+        print(
+            f"({name}: {time.perf_counter() - t:.0f} s; GP results from cache so far: {args.cache.hits})"
+        )
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=1, default=float)

@@ -47,7 +47,7 @@ panels = [
     ("exact GP posterior", gp_mean, gp_mean - z * gp_std, gp_mean + z * gp_std),
     ("PFNRegressor", dist.mean, lo, hi),
 ]
-for ax, (title, mean, lower, upper) in zip(axes, panels):
+for ax, (title, mean, lower, upper) in zip(axes, panels, strict=True):
     ax.fill_between(X_all[:, 0], lower, upper, alpha=0.3, label="90% credible band")
     ax.plot(X_all[:, 0], mean, lw=2, label="posterior mean")
     ax.plot(X_all[:, 0], y_all, "k:", lw=1, label="noisy function")

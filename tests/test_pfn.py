@@ -17,7 +17,7 @@ from overparam_sklearn import PFNClassifier, PFNRegressor
 from overparam_sklearn.pfn import PFNPredictiveDistribution, load_pfn
 from overparam_sklearn.pfn.estimator import WEIGHTS_DIR
 from overparam_sklearn.pfn.model import BarDistribution, PFNTransformer
-from overparam_sklearn.pfn.priors import FIXED_GP, get_prior, rbf_gp_sample, standardize_context
+from overparam_sklearn.pfn.priors import get_prior, rbf_gp_sample, standardize_context
 from overparam_sklearn.pfn.train import PRESETS, export_weights, main, sample_batch, train
 
 
@@ -48,7 +48,7 @@ def test_bar_density_integrates_to_one_and_matches_moments(bar_and_probs):
         p = probs[i : i + 1]
 
         def pdf(y):
-            return float(torch.exp(bar.logpdf(p, torch.tensor([y], dtype=torch.float64)))[0])
+            return float(torch.exp(bar.logpdf(p, torch.tensor([y], dtype=torch.float64)))[0])  # noqa: B023 (called inside the loop)
 
         pts = list(b)
         lo, hi = b[0] - 60, b[-1] + 60
@@ -203,9 +203,24 @@ def test_gp_sampler_has_the_kernel_covariance():
 
 def _tiny_config(**kw):
     c = dict(PRESETS["regression"])
-    c.update(d_model=16, n_layers=1, n_heads=2, d_ff=16, n_bars=20, steps=4, warmup=2, min_len=40,
-             max_len=60, curriculum_steps=2, tokens_per_batch=240, ckpt_every=2, eval_every=100, d_max=4,
-             border_samples=2000, val_sizes=[5])
+    c.update(
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        d_ff=16,
+        n_bars=20,
+        steps=4,
+        warmup=2,
+        min_len=40,
+        max_len=60,
+        curriculum_steps=2,
+        tokens_per_batch=240,
+        ckpt_every=2,
+        eval_every=100,
+        d_max=4,
+        border_samples=2000,
+        val_sizes=[5],
+    )
     c.update(kw)
     return c
 
@@ -218,7 +233,7 @@ def test_training_is_deterministic_and_resume_is_exact(tmp_path):
     del ckpt["config"]["val_sizes"]
     torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
     resumed = train(_tiny_config(steps=4, eval_every=3), tmp_path / "b", verbose=0)
-    for (k, v), (k2, v2) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+    for (k, v), (k2, v2) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert k == k2
         torch.testing.assert_close(v, v2, rtol=0, atol=0)
     # the curriculum: later batches are longer; per-dataset context sizes vary
@@ -235,15 +250,33 @@ def test_training_is_deterministic_and_resume_is_exact(tmp_path):
 
 
 def test_command_line_trains_and_exports(tmp_path, capsys):
-    args = ["--preset", "classification", "--out", str(tmp_path / "run"), "--steps", "2", "--verbose", "0",
-            "--set", "d_model=16", "n_layers=1", "d_ff=16", "n_heads=2", "val_sizes=[5]",
-            "tokens_per_batch=120", "min_len=40", "max_len=50"]
+    args = [
+        "--preset",
+        "classification",
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "2",
+        "--verbose",
+        "0",
+        "--set",
+        "d_model=16",
+        "n_layers=1",
+        "d_ff=16",
+        "n_heads=2",
+        "val_sizes=[5]",
+        "tokens_per_batch=120",
+        "min_len=40",
+        "max_len=50",
+    ]
     assert main(args) == 0
     assert main(["--out", str(tmp_path / "run"), "--export", str(tmp_path / "w")]) == 0
     manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert set(manifest) == {"classification.pt", "classification.json"}
     X, y = load_iris(return_X_y=True)
-    clf = PFNClassifier(n_estimators=1, weights=str(tmp_path / "w" / "classification.json"), device="cpu")
+    clf = PFNClassifier(
+        n_estimators=1, weights=str(tmp_path / "w" / "classification.json"), device="cpu"
+    )
     assert clf.fit(X, y).predict_proba(X[:4]).shape == (4, 3)
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "x"), "--set", "no_such_key=1"])
@@ -307,7 +340,9 @@ def test_regressor_api_and_distribution_consistency():
     assert reg.predict_quantiles(Xt, 0.5).shape == (7,)
     # logpdf integrates to one in y (trapezoid on a wide, fine grid)
     grid = np.linspace(mean[0] - 15 * std[0], mean[0] + 15 * std[0], 40001)
-    one = PFNPredictiveDistribution(np.repeat(dist.probs[:1], grid.size, 0), dist.borders, dist.loc, dist.scale)
+    one = PFNPredictiveDistribution(
+        np.repeat(dist.probs[:1], grid.size, 0), dist.borders, dist.loc, dist.scale
+    )
     assert np.trapezoid(np.exp(one.logpdf(grid)), grid) == pytest.approx(1.0, abs=0.01)
     for bad in ([0.0, 0.5], [1.2], 0.0):
         with pytest.raises(ValueError, match="quantile"):
@@ -324,7 +359,11 @@ def test_queries_are_independent_and_batching_does_not_matter():
     X = rng.randn(30, 3)
     y = X[:, 0] ** 2 + 0.1 * rng.randn(30)
     Xt = rng.randn(11, 3)
-    a = PFNRegressor(n_estimators=2, random_state=0, batch_size=4, device="cpu").fit(X, y).predict(Xt)
+    a = (
+        PFNRegressor(n_estimators=2, random_state=0, batch_size=4, device="cpu")
+        .fit(X, y)
+        .predict(Xt)
+    )
     b = PFNRegressor(n_estimators=2, random_state=0, batch_size=100, device="cpu").fit(X, y)
     np.testing.assert_allclose(a, b.predict(Xt), atol=1e-5)
     np.testing.assert_allclose(a[3:5], b.predict(Xt[3:5]), atol=1e-5)
@@ -355,7 +394,9 @@ def test_pickle_pipeline_and_gridsearch():
     assert len(pickle.dumps(reg)) < 200_000  # the weights are not pickled, only the context
     pipe = make_pipeline(StandardScaler(), PFNRegressor(n_estimators=1, device="cpu")).fit(X, y)
     assert pipe.predict(X).shape == (50,)
-    gs = GridSearchCV(PFNRegressor(device="cpu", random_state=0), {"n_estimators": [1, 2]}, cv=2).fit(X, y)
+    gs = GridSearchCV(
+        PFNRegressor(device="cpu", random_state=0), {"n_estimators": [1, 2]}, cv=2
+    ).fit(X, y)
     assert gs.best_params_["n_estimators"] in (1, 2)
 
 

@@ -9,7 +9,7 @@ the stored context and reads off the posterior predictive of every query in one 
 import functools
 import hashlib
 import json
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +144,9 @@ class PFNPredictiveDistribution:
     def quantile(self, q):
         """Quantiles: ``q`` a float gives shape (n_queries,), a sequence (n_queries, len(q))."""
         q_arr = _check_quantiles(q)
-        out = np.stack([self._bar.quantile(self._t(), float(qi)).numpy() for qi in q_arr.ravel()], -1)
+        out = np.stack(
+            [self._bar.quantile(self._t(), float(qi)).numpy() for qi in q_arr.ravel()], -1
+        )
         out = self.loc + self.scale * out
         return out[:, 0] if np.ndim(q) == 0 else out
 
@@ -175,7 +177,11 @@ def _standardize_fit(X, zero_constant=True):
     mean = X.mean(0)
     std = X.std(0)
     constant = std <= 1e-8 * (1.0 + np.abs(mean))
-    return mean, np.where(constant, 1.0, std), constant if zero_constant else np.zeros_like(constant)
+    return (
+        mean,
+        np.where(constant, 1.0, std),
+        constant if zero_constant else np.zeros_like(constant),
+    )
 
 
 class _PFNBase(BaseEstimator):
@@ -222,7 +228,9 @@ class _PFNBase(BaseEstimator):
         if config["task"] != self._task:
             raise ValueError(f"{json_path} holds a {config['task']} PFN, not a {self._task} one")
         self.weights_path_ = str(json_path)
-        self.model_config_ = {k: config[k] for k in ("task", "d_max", "max_ctx", "normalize_x", "normalize_y")}
+        self.model_config_ = {
+            k: config[k] for k in ("task", "d_max", "max_ctx", "normalize_x", "normalize_y")
+        }
         n, d = X.shape
         d_max = int(config["d_max"])
         max_ctx = int(config["max_ctx"]) if self.max_context is None else int(self.max_context)
@@ -230,11 +238,18 @@ class _PFNBase(BaseEstimator):
         if normalize:
             self.x_mean_, self.x_scale_, self.x_constant_ = _standardize_fit(X)
         else:
-            self.x_mean_, self.x_scale_, self.x_constant_ = np.zeros(d), np.ones(d), np.zeros(d, dtype=bool)
+            self.x_mean_, self.x_scale_, self.x_constant_ = (
+                np.zeros(d),
+                np.ones(d),
+                np.zeros(d, dtype=bool),
+            )
         self.X_ = self._standard(X).astype(np.float32)
         if normalize and self.input_transform != "standard":
             qt = QuantileTransformer(
-                n_quantiles=max(2, min(1000, n)), output_distribution="normal", subsample=None, random_state=0
+                n_quantiles=max(2, min(1000, n)),
+                output_distribution="normal",
+                subsample=None,
+                random_state=0,
             )
             Xq = qt.fit_transform(X)
             self.quantile_transformer_ = qt
@@ -254,7 +269,9 @@ class _PFNBase(BaseEstimator):
                 # so that the members together cover every feature
                 window = perm_all[(m * d_max + np.arange(d_max)) % d]
                 features = np.sort(window) if m % 2 == 0 else rng.permutation(window)
-            context = np.arange(n) if n <= max_ctx else np.sort(rng.choice(n, max_ctx, replace=False))
+            context = (
+                np.arange(n) if n <= max_ctx else np.sort(rng.choice(n, max_ctx, replace=False))
+            )
             if self.quantile_transformer_ is None or self.input_transform == "standard":
                 transform = "standard"
             elif self.input_transform == "quantile":
@@ -302,7 +319,8 @@ class _PFNBase(BaseEstimator):
             q_x = self._member_inputs(Z[member["transform"]], member)
             with torch.inference_mode():
                 cache = model.encode_context(
-                    torch.as_tensor(ctx_x, device=device)[None], torch.as_tensor(ctx_y, device=device)[None]
+                    torch.as_tensor(ctx_x, device=device)[None],
+                    torch.as_tensor(ctx_y, device=device)[None],
                 )
                 for sl in tile_slices(q_x.shape[0], self.batch_size):
                     # pad to a multiple of 8 rows: BLAS takes another (matrix-vector) path for 1-3
@@ -311,7 +329,9 @@ class _PFNBase(BaseEstimator):
                     q = q_x[sl]
                     rows = -(-q.shape[0] // 8) * 8
                     q = np.concatenate([q, np.zeros((rows - q.shape[0], q.shape[1]), q.dtype)])
-                    logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[0]
+                    logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[
+                        0
+                    ]
                     yield i, sl, self._member_probs(logits[: sl.stop - sl.start].double(), member)
             if self.verbose:
                 print(f"[{type(self).__name__}] ensemble member {i + 1}/{len(self.members_)} done")
@@ -426,13 +446,17 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         bar = self._bar()
         n_bars = bar.n_bars
         if keep:
-            check_memory(8 * n * n_bars * 2, "cpu", f"the {n} x {n_bars} predictive bucket probabilities",
-                         "predict in smaller batches of X")
+            check_memory(
+                8 * n * n_bars * 2,
+                "cpu",
+                f"the {n} x {n_bars} predictive bucket probabilities",
+                "predict in smaller batches of X",
+            )
             probs = np.zeros((n, n_bars))
         mean = np.zeros(n)
         second = np.zeros(n)
         n_m = len(self.members_)
-        for i, sl, p in self._iter_member_outputs(X):
+        for _i, sl, p in self._iter_member_outputs(X):
             if keep:
                 probs[sl] += p.numpy() / n_m
             m = bar.mean(p).numpy()
@@ -476,7 +500,9 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         """
         X = self._check_X(X)
         probs, _, _ = self._mixture(X, keep=True)
-        return PFNPredictiveDistribution(probs, to_numpy(self._bar().borders), self.y_mean_, self.y_scale_)
+        return PFNPredictiveDistribution(
+            probs, to_numpy(self._bar().borders), self.y_mean_, self.y_scale_
+        )
 
     def predict_quantiles(self, X, q):
         """Predictive quantiles: ``q`` a float gives shape (n_queries,), a sequence of levels

@@ -42,8 +42,14 @@ class BarDistribution(nn.Module):
     def __init__(self, borders):
         super().__init__()
         borders = torch.as_tensor(borders, dtype=torch.float32)
-        if borders.ndim != 1 or borders.numel() < 4 or not bool((borders[1:] > borders[:-1]).all()):
-            raise ValueError("borders must be a strictly increasing 1-D tensor with at least 4 entries")
+        if (
+            borders.ndim != 1
+            or borders.numel() < 4
+            or not bool((borders[1:] > borders[:-1]).all())
+        ):
+            raise ValueError(
+                "borders must be a strictly increasing 1-D tensor with at least 4 entries"
+            )
         self.register_buffer("borders", borders)
 
     @property
@@ -76,7 +82,9 @@ class BarDistribution(nn.Module):
         return -self.log_prob_from_logp(torch.log_softmax(logits, -1), y)
 
     def logpdf(self, probs, y):
-        return self.log_prob_from_logp(torch.log(probs.clamp_min(1e-300 if probs.dtype == torch.float64 else 1e-38)), y)
+        return self.log_prob_from_logp(
+            torch.log(probs.clamp_min(1e-300 if probs.dtype == torch.float64 else 1e-38)), y
+        )
 
     def mean(self, probs):
         b, widths, s_l, s_r = self._parts(probs.dtype)
@@ -124,8 +132,12 @@ class BarDistribution(nn.Module):
         q = torch.broadcast_to(q, probs.shape[:-1]).contiguous()
         cum = torch.cumsum(probs, -1)
         cum = cum / cum[..., -1:].clamp_min(1e-300)
-        idx = torch.searchsorted(cum.contiguous(), q[..., None], right=False)[..., 0].clamp(0, K - 1)
-        p = torch.gather(probs / probs.sum(-1, keepdim=True), -1, idx[..., None])[..., 0].clamp_min(1e-300)
+        idx = torch.searchsorted(cum.contiguous(), q[..., None], right=False)[..., 0].clamp(
+            0, K - 1
+        )
+        p = torch.gather(probs / probs.sum(-1, keepdim=True), -1, idx[..., None])[
+            ..., 0
+        ].clamp_min(1e-300)
         before = torch.gather(cum, -1, idx[..., None])[..., 0] - p
         frac = ((q - before) / p).clamp(0.0, 1.0)
         interior = b[idx] + frac * widths[idx]
@@ -186,7 +198,17 @@ class PFNTransformer(nn.Module):
         Number of classification logits.
     """
 
-    def __init__(self, task, d_max, d_model=128, n_layers=4, n_heads=4, d_ff=256, borders=None, max_classes=10):
+    def __init__(
+        self,
+        task,
+        d_max,
+        d_model=128,
+        n_layers=4,
+        n_heads=4,
+        d_ff=256,
+        borders=None,
+        max_classes=10,
+    ):
         super().__init__()
         if task not in ("regression", "classification"):
             raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
@@ -242,7 +264,7 @@ class PFNTransformer(nn.Module):
     def predict_queries(self, cache, x_query):
         """Output logits (B, m, n_out) for queries (B, m, d_max) given :meth:`encode_context`."""
         h = self.x_encoder(x_query)
-        for layer, (k, v) in zip(self.layers, cache):
+        for layer, (k, v) in zip(self.layers, cache, strict=True):
             h = layer(h, k, v)
         return self.head(self.ln_out(h))
 
@@ -255,6 +277,7 @@ def build_model(config, state_dict=None):
             borders = state_dict["bar.borders"]
         else:
             borders = torch.as_tensor(config["borders"], dtype=torch.float32)
+
     def make():
         return PFNTransformer(
             config["task"],

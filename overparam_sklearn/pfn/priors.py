@@ -106,7 +106,9 @@ def sample_inputs(gen, batch, n_points, n_features, d_max):
     x = torch.where(kind == 4, mixture, x)
     x = torch.where(kind == 5, discrete, x)
     mix = torch.rand((B, 1, 1), generator=gen, dtype=torch.float64) < 1.0 / 3.0
-    A = torch.eye(D, dtype=torch.float64) + 0.7 * torch.randn((B, D, D), generator=gen, dtype=torch.float64)
+    A = torch.eye(D, dtype=torch.float64) + 0.7 * torch.randn(
+        (B, D, D), generator=gen, dtype=torch.float64
+    )
     x = torch.where(mix, x @ A.transpose(1, 2), x)
     present = torch.arange(D)[None, None, :] < n_features[:, None, None]
     return torch.where(present, x, torch.zeros_like(x))
@@ -152,7 +154,9 @@ def _gp_hyperparameters(gen, n_features, d_max):
     ).bool()
     relevant = relevant | (first & ~relevant.any(1, keepdim=True))
     d_rel = relevant.sum(1).clamp_min(1).to(torch.float64)
-    log_l = torch.log(0.8 * d_rel.sqrt())[:, None] + 0.7 * torch.randn((B, d_max), generator=gen, dtype=torch.float64)
+    log_l = torch.log(0.8 * d_rel.sqrt())[:, None] + 0.7 * torch.randn(
+        (B, d_max), generator=gen, dtype=torch.float64
+    )
     inv_l = torch.where(relevant, torch.exp(-log_l), torch.zeros_like(log_l))
     outputscale = torch.exp(0.5 * torch.randn((B,), generator=gen, dtype=torch.float64))
     ratio = torch.exp(_uniform(gen, (B,), math.log(0.01), math.log(1.0)))
@@ -162,7 +166,9 @@ def _gp_hyperparameters(gen, n_features, d_max):
 def _finish_regression(x, y, n_ctx, n_features, normalize=True):
     if normalize:
         # clamp the rare huge standardised targets of tiny contexts (|z| > 50) to keep the loss sane
-        y = standardize_context(y[..., None], n_ctx, zero_constant=False)[..., 0].clamp(-50.0, 50.0)
+        y = standardize_context(y[..., None], n_ctx, zero_constant=False)[..., 0].clamp(
+            -50.0, 50.0
+        )
     return {
         "x": x.float(),
         "y": y.float(),
@@ -192,7 +198,9 @@ def gp_fixed_prior(gen, batch, n_points, n_ctx, d_max, max_features=None):
     x = _uniform(gen, (batch, n_points, d_max))
     x = torch.where(present, x, torch.zeros_like(x))
     d = n_features.to(torch.float64)
-    inv_l = (1.0 / (FIXED_GP["lengthscale_per_sqrt_d"] * d.sqrt()))[:, None] * present[:, 0, :].to(torch.float64)
+    inv_l = (1.0 / (FIXED_GP["lengthscale_per_sqrt_d"] * d.sqrt()))[:, None] * present[:, 0, :].to(
+        torch.float64
+    )
     s = torch.full((batch,), FIXED_GP["outputscale"], dtype=torch.float64)
     noise = torch.full((batch,), FIXED_GP["noise_std"], dtype=torch.float64)
     _, y = rbf_gp_sample(gen, x, inv_l, s, noise)
@@ -212,8 +220,10 @@ def _random_mlp(gen, x, n_out, relevant):
     act = int(_randint(gen, 0, 3, (1,)))
     for layer in range(depth):
         w_std = _uniform(gen, (B, 1, 1), 0.7, 2.5)
-        W = torch.randn((B, h.shape[2], width), generator=gen, dtype=x.dtype) * w_std / (
-            fan_in.sqrt() if layer == 0 else math.sqrt(h.shape[2])
+        W = (
+            torch.randn((B, h.shape[2], width), generator=gen, dtype=x.dtype)
+            * w_std
+            / (fan_in.sqrt() if layer == 0 else math.sqrt(h.shape[2]))
         )
         b = 0.5 * torch.randn((B, 1, width), generator=gen, dtype=x.dtype)
         h = h @ W + b
@@ -271,14 +281,20 @@ def classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
     B, N, D = batch, n_points, d_max
     n_features = _draw_sizes(gen, B, N, D)
     x = standardize_context(sample_inputs(gen, B, N, n_features, D), n_ctx)
-    K = int(_randint(gen, 3, max_classes, (1,))) if float(torch.rand((1,), generator=gen)) < 0.5 else 2
+    K = (
+        int(_randint(gen, 3, max_classes, (1,)))
+        if float(torch.rand((1,), generator=gen)) < 0.5
+        else 2
+    )
     argmax_mode = float(torch.rand((1,), generator=gen)) < 0.5
     n_latent = K if argmax_mode else 1
     if float(torch.rand((1,), generator=gen)) < 0.7:
         inv_l, _, _ = _gp_hyperparameters(gen, n_features, D)
         f = torch.stack(
             [
-                rbf_gp_sample(gen, x, inv_l, torch.ones(B, dtype=x.dtype), torch.zeros(B, dtype=x.dtype))[0]
+                rbf_gp_sample(
+                    gen, x, inv_l, torch.ones(B, dtype=x.dtype), torch.zeros(B, dtype=x.dtype)
+                )[0]
                 for _ in range(n_latent)
             ],
             -1,

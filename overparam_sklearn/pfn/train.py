@@ -67,7 +67,9 @@ _BASE = {
 #: Training presets: the shipped regression and classification models, and the fixed-
 #: hyperparameter GP model used to check the machinery against the exact GP posterior.
 PRESETS = {
-    "regression": dict(_BASE, prior="regression", task="regression", normalize_x=True, normalize_y=True),
+    "regression": dict(
+        _BASE, prior="regression", task="regression", normalize_x=True, normalize_y=True
+    ),
     "classification": dict(
         _BASE,
         prior="classification",
@@ -114,11 +116,21 @@ def sample_batch(config, step, n_points=None, batch=None, n_ctx=None, stream=0):
         lo = max(min(config["min_len"], hi), config["min_queries"] + 1)
         n_points = int(torch.randint(lo, hi + 1, (1,), generator=gen))
     if batch is None:
-        batch = int(min(config["max_batch"], max(config["min_batch"], config["tokens_per_batch"] // n_points)))
+        batch = int(
+            min(
+                config["max_batch"],
+                max(config["min_batch"], config["tokens_per_batch"] // n_points),
+            )
+        )
     if n_ctx is None:
         hi_ctx = min(config["max_ctx"], n_points - config["min_queries"])
         uniform = torch.randint(1, hi_ctx + 1, (batch,), generator=gen)
-        log_unif = torch.exp(torch.rand((batch,), generator=gen) * math.log(hi_ctx)).floor().long().clamp(1, hi_ctx)
+        log_unif = (
+            torch.exp(torch.rand((batch,), generator=gen) * math.log(hi_ctx))
+            .floor()
+            .long()
+            .clamp(1, hi_ctx)
+        )
         n_ctx = torch.where(torch.rand((batch,), generator=gen) < 0.3, log_unif, uniform)
     else:
         n_ctx = torch.as_tensor(n_ctx).expand(batch).clone()
@@ -203,8 +215,20 @@ def _validation(model, config):
 
 
 def _model_config(config):
-    keys = ["task", "prior", "d_max", "d_model", "n_layers", "n_heads", "d_ff", "max_classes",
-            "max_ctx", "normalize_x", "normalize_y", "seed"]
+    keys = [
+        "task",
+        "prior",
+        "d_max",
+        "d_model",
+        "n_layers",
+        "n_heads",
+        "d_ff",
+        "max_classes",
+        "max_ctx",
+        "normalize_x",
+        "normalize_y",
+        "seed",
+    ]
     return {k: config[k] for k in keys}
 
 
@@ -230,7 +254,10 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
         # architecture and prior come from the checkpoint; schedule settings may be extended
         for k in ("steps", "curriculum_steps", "ckpt_every", "eval_every"):
             saved[k] = config.get(k, saved[k])
-        for k, v in config.items():  # settings added to the presets after the checkpoint was written
+        for (
+            k,
+            v,
+        ) in config.items():  # settings added to the presets after the checkpoint was written
             saved.setdefault(k, v)
         config = saved
         model = build_model(_model_config(config), ckpt["model"])
@@ -244,14 +271,22 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
             print(f"resumed {ckpt_path} at step {step}", file=sys.stderr)
     else:
         borders = (
-            compute_borders(config, config["border_samples"]) if config["task"] == "regression" else None
+            compute_borders(config, config["border_samples"])
+            if config["task"] == "regression"
+            else None
         )
         # torch's default initialisation draws from the global RNG; it is overwritten at once by
         # init_parameters, so draw it from a forked RNG and leave the caller's global state alone
         with torch.random.fork_rng(devices=[]):
             model = PFNTransformer(
-                config["task"], config["d_max"], config["d_model"], config["n_layers"], config["n_heads"],
-                config["d_ff"], borders=borders, max_classes=config["max_classes"],
+                config["task"],
+                config["d_max"],
+                config["d_model"],
+                config["n_layers"],
+                config["n_heads"],
+                config["d_ff"],
+                borders=borders,
+                max_classes=config["max_classes"],
             )
         g = torch.Generator()
         g.manual_seed(int(config["seed"]))
@@ -264,8 +299,13 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
 
     def save():
         _atomic_save(
-            {"config": config, "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-             "history": history},
+            {
+                "config": config,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "history": history,
+            },
             ckpt_path,
         )
         with open(out_dir / "history.json", "w") as fh:
@@ -296,8 +336,14 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None):
         step += 1
         lv = loss.item()
         ema = lv if ema is None else 0.98 * ema + 0.02 * lv
-        rec = {"step": step, "loss": round(lv, 5), "n_points": int(batch["x"].shape[1]),
-               "batch": int(batch["x"].shape[0]), "t_prior": round(t1 - t0, 4), "t_step": round(time.time() - t0, 4)}
+        rec = {
+            "step": step,
+            "loss": round(lv, 5),
+            "n_points": int(batch["x"].shape[1]),
+            "batch": int(batch["x"].shape[0]),
+            "t_prior": round(t1 - t0, 4),
+            "t_step": round(time.time() - t0, 4),
+        }
         if step % config["eval_every"] == 0 or step == config["steps"]:
             rec["val"] = _validation(model, config)
         history.append(rec)
@@ -365,18 +411,26 @@ def export_weights(run_dir, weights_dir, name=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), default="regression")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, history.json)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this process")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads for this process"
+    )
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--verbose", type=int, default=1)
-    p.add_argument("--export", default=None, help="only export the run's checkpoint to this weights directory")
+    p.add_argument(
+        "--export", default=None, help="only export the run's checkpoint to this weights directory"
+    )
     p.add_argument("--name", default=None, help="file stem for --export (default: the task)")
-    p.add_argument("--set", nargs="*", default=[], help="override config entries, key=value (JSON values)")
+    p.add_argument(
+        "--set", nargs="*", default=[], help="override config entries, key=value (JSON values)"
+    )
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # script entry point: the process is ours
@@ -394,7 +448,13 @@ def main(argv=None):
         if k not in config:
             p.error(f"unknown config key {k!r}")
         config[k] = json.loads(v)
-    train(config, args.out, resume=not args.no_resume, verbose=args.verbose, max_seconds=args.max_seconds)
+    train(
+        config,
+        args.out,
+        resume=not args.no_resume,
+        verbose=args.verbose,
+        max_seconds=args.max_seconds,
+    )
     return 0
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import shared_path
+from conftest import REFERENCE, shared_path
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -23,7 +23,12 @@ def reference():
 
 
 def _predict_keys():
-    with np.load(shared_path("reference", "ntk_reference.npz")) as data:
+    # Parameters are collected before any test runs: without ../shared, one placeholder whose
+    # test skips (through the reference fixture) with the absent-file message.
+    path = REFERENCE / "ntk_reference.npz"
+    if not path.exists():
+        return ["reference-absent"]
+    with np.load(path) as data:
         return sorted(k for k in data.files if k.startswith("predict|") and k.endswith("|mean"))
 
 

@@ -128,6 +128,7 @@ class _NTKBase(BaseEstimator):
             )
         self.X_fit_ = Xt
         self._eig_cache = None
+        self._nngp_train_cache = None
         if self._finite_time():
             tau = self.t / Y.size
             self._log(f"gradient flow to t={self.t} (Krylov)")
@@ -185,9 +186,7 @@ class _NTKBase(BaseEstimator):
                 term1 = self._flow_apply(self.train_matrix_, K_td.T.contiguous(), tau)
             else:
                 term1 = _linalg.cho_solve(self.cholesky_, K_td.T.contiguous())
-            K_dd, _ = fc_kernels(Xfit, None, need_ntk=False, **self._kernel_args())
-            KT = K_dd @ term1
-            del K_dd
+            KT = self._nngp_train() @ term1
             if return_cov:
                 cross = term1.T @ nngp_td.T
                 reduction = cross + cross.T - term1.T @ KT
@@ -203,10 +202,22 @@ class _NTKBase(BaseEstimator):
         _warn_negative_variance(var, prior_var[-1])
         return mean, torch.clamp(var, min=0)
 
+    def _nngp_train(self):
+        """The NNGP train kernel the NTK-mode covariance needs, computed once per fit.
+
+        Cached on first use (one more ``n x n`` matrix in memory), cleared by ``fit`` and not
+        pickled: repeated ``predict(..., return_std=True)`` calls then skip the recursion.
+        """
+        if self._nngp_train_cache is None:
+            self._nngp_train_cache, _ = fc_kernels(self.X_fit_, None, need_ntk=False,
+                                                   **self._kernel_args())
+        return self._nngp_train_cache
+
     def __getstate__(self):
         # Fitted tensors travel on the CPU so that a GPU-fitted model unpickles anywhere.
         state = self.__dict__.copy()
         state["_eig_cache"] = None
+        state["_nngp_train_cache"] = None
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
                 state[key] = value.detach().cpu()

@@ -304,3 +304,25 @@ def test_global_torch_state_is_untouched(regression_data):
     assert torch.get_num_threads() == threads
     assert torch.get_default_dtype() == default_dtype
     assert torch.equal(torch.get_rng_state(), rng_state)
+
+
+def test_ntk_std_reuses_the_nngp_train_kernel(regression_data, monkeypatch):
+    from overparam_sklearn import ntk as ntk_module
+
+    X, y, Xq = regression_data
+    model = NTKRegressor(n_hidden=2, alpha=1e-3, device="cpu").fit(X, y)
+    first = model.predict(Xq, return_std=True)
+    calls = []
+    original = ntk_module.fc_kernels
+
+    def counting(X1, X2=None, **kwargs):
+        calls.append((X1.shape[0], None if X2 is None else X2.shape[0]))
+        return original(X1, X2, **kwargs)
+
+    monkeypatch.setattr(ntk_module, "fc_kernels", counting)
+    second = model.predict(Xq, return_std=True)
+    np.testing.assert_array_equal(first[1], second[1])
+    assert (len(X), None) not in calls  # the n x n NNGP train kernel came from the cache
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored._nngp_train_cache is None
+    np.testing.assert_allclose(restored.predict(Xq, return_std=True)[1], first[1], rtol=1e-12)

@@ -233,7 +233,8 @@ def test_training_is_deterministic_and_resume_is_exact(tmp_path):
     del ckpt["config"]["val_sizes"]
     torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
     resumed = train(_tiny_config(steps=4, eval_every=3), tmp_path / "b", verbose=0)
-    for (k, v), (k2, v2) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+    pairs = zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True)
+    for (k, v), (k2, v2) in pairs:
         assert k == k2
         torch.testing.assert_close(v, v2, rtol=0, atol=0)
     # the curriculum: later batches are longer; per-dataset context sizes vary

@@ -127,8 +127,9 @@ class _NTKBase(BaseEstimator):
                 f"{what} contains NaN or inf; check the inputs and kernel parameters."
             )
         self.X_fit_ = Xt
-        self._eig_cache = None
-        self._nngp_train_cache = None
+        # Derived factors filled on first use (eigendecomposition, NNGP train kernel). One
+        # container created here, mutated in place later, so predict leaves __dict__ as is.
+        self._cache = {}
         if self._finite_time():
             tau = self.t / Y.size
             self._log(f"gradient flow to t={self.t} (Krylov)")
@@ -148,13 +149,11 @@ class _NTKBase(BaseEstimator):
 
     def _flow_apply(self, A, B, tau):
         """``A^{-1}(I - exp(-tau A)) B``: Krylov for few columns, the eigendecomposition else."""
-        if B.shape[1] <= _KRYLOV_MAX_COLUMNS and self._eig_cache is None:
+        if B.shape[1] <= _KRYLOV_MAX_COLUMNS and "eigh" not in self._cache:
             out, _ = _linalg.flow_matrix_function(A, B, tau)
             if out is not None:
                 return out
-        if self._eig_cache is None:
-            self._eig_cache = _linalg.eigh(A)
-        evals, evecs = self._eig_cache
+        evals, evecs = self._eigh(lambda: A)
         return evecs @ (_linalg.flow_filter(evals, tau)[:, None] * (evecs.T @ B))
 
     # -- predict ---------------------------------------------------------------------------
@@ -208,16 +207,25 @@ class _NTKBase(BaseEstimator):
         Cached on first use (one more ``n x n`` matrix in memory), cleared by ``fit`` and not
         pickled: repeated ``predict(..., return_std=True)`` calls then skip the recursion.
         """
-        if self._nngp_train_cache is None:
-            self._nngp_train_cache, _ = fc_kernels(self.X_fit_, None, need_ntk=False,
-                                                   **self._kernel_args())
-        return self._nngp_train_cache
+        if "nngp_train" not in self._cache:
+            self._cache["nngp_train"], _ = fc_kernels(self.X_fit_, None, need_ntk=False,
+                                                      **self._kernel_args())
+        return self._cache["nngp_train"]
+
+    def _eigh(self, train_matrix):
+        """Eigendecomposition of the regularised train kernel, computed once per fit.
+
+        ``train_matrix`` is a zero-argument callable returning that kernel; it is only called
+        when the decomposition is not cached yet.
+        """
+        if "eigh" not in self._cache:
+            self._cache["eigh"] = _linalg.eigh(train_matrix())
+        return self._cache["eigh"]
 
     def __getstate__(self):
         # Fitted tensors travel on the CPU so that a GPU-fitted model unpickles anywhere.
         state = self.__dict__.copy()
-        state["_eig_cache"] = None
-        state["_nngp_train_cache"] = None
+        state["_cache"] = {}
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
                 state[key] = value.detach().cpu()
@@ -469,10 +477,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         if times.size == 0 or np.isnan(times).any() or (times < 0).any():
             raise ValueError("times must be a non-empty array of non-negative numbers.")
-        A = self._regularised_train_matrix()
-        if self._eig_cache is None:
-            self._eig_cache = _linalg.eigh(A)
-        evals, evecs = self._eig_cache
+        evals, evecs = self._eigh(self._regularised_train_matrix)
         Xt = to_tensor(X, self.X_fit_.device, self.X_fit_.dtype)
         K_td, _ = self._kernels(Xt, self.X_fit_)
         left = K_td @ evecs  # (m, n)

@@ -323,6 +323,12 @@ def test_ntk_std_reuses_the_nngp_train_kernel(regression_data, monkeypatch):
     second = model.predict(Xq, return_std=True)
     np.testing.assert_array_equal(first[1], second[1])
     assert (len(X), None) not in calls  # the n x n NNGP train kernel came from the cache
+    # predict_trajectory: the first call decomposes the train kernel, later ones reuse it
+    model.predict_trajectory(Xq, [1.0])
+    assert (len(X), None) in calls
+    calls.clear()
+    model.predict_trajectory(Xq, [2.0, 3.0])
+    assert (len(X), None) not in calls
     restored = pickle.loads(pickle.dumps(model))
-    assert restored._nngp_train_cache is None
+    assert "nngp_train" in model._cache and restored._cache == {}
     np.testing.assert_allclose(restored.predict(Xq, return_std=True)[1], first[1], rtol=1e-12)

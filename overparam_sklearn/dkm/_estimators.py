@@ -22,8 +22,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    THREADS_OPTIONS,
+    Progress,
     check_memory,
     estimate_bytes,
+    limits_threads,
     make_generator,
     resolve_device,
     resolve_dtype,
@@ -55,6 +58,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
         "device": DEVICE_OPTIONS,
         "dtype": DTYPE_OPTIONS,
+        "n_threads": THREADS_OPTIONS,
     }
 
     def _nu_per_layer(self):
@@ -134,6 +138,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         self.loss_curve_ = []
         start = time.perf_counter()
         report_every = max(1, self.max_iter // 10)
+        progress = Progress(self.max_iter, type(self).__name__, self.verbose, unit="epoch")
         for epoch in range(self.max_iter):
             perm = torch.randperm(n, generator=gen, device=self.device_)
             total, steps = 0.0, 0
@@ -152,17 +157,19 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
                 steps += 1
             self.loss_curve_.append(total / steps)
             if not np.isfinite(self.loss_curve_[-1]):
+                progress.close()
                 raise ValueError(
                     "Training diverged (non-finite objective); try a smaller learning_rate, a "
                     "larger min_noise, or standardising X."
                 )
-            if self.verbose and ((epoch + 1) % report_every == 0 or epoch + 1 == self.max_iter):
-                print(
-                    f"[{type(self).__name__}] epoch {epoch + 1}/{self.max_iter}: "
+            progress.update(objective=f"{self.loss_curve_[-1]:.4f}")
+            if (epoch + 1) % report_every == 0 or epoch + 1 == self.max_iter:
+                progress.log(
+                    f"epoch {epoch + 1}/{self.max_iter}: "
                     f"negative objective per point {self.loss_curve_[-1]:.5f} "
-                    f"({time.perf_counter() - start:.1f} s)",
-                    flush=True,
+                    f"({time.perf_counter() - start:.1f} s)"
                 )
+        progress.close()
         self.n_iter_ = self.max_iter
         with torch.no_grad():
             _, kls = module.inducing_chain()
@@ -186,6 +193,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         dtype = module.Z.dtype
         return torch.tensor(X, dtype=dtype, device=device), module
 
+    @limits_threads()
     def _marginals(self, X):
         """q(f) mean and variance at the rows of X, in row tiles."""
         Xt, module = self._validated_tensor(X)
@@ -279,11 +287,17 @@ _DOC_PARAMS = """
         Seeds the inducing-point subset, the minibatch order and the Monte Carlo draws through
         a private :class:`torch.Generator`.
     verbose : int, default=0
-        Print the objective about ten times during training when positive.
+        When positive, show a progress bar over the epochs (with the current objective) and
+        print the objective about ten times during training.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where to train; the fitted model is stored on the CPU.
     dtype : {"float32", "float64"} or None, default=None
         Floating type of the computation; ``None`` means float64 (kernel solves).
+    n_threads : int or None, default=None
+        torch intra-op threads for training and prediction, set on entry and restored on exit.
+        ``None`` means one: the many small minibatch steps run faster on one thread, and
+        several times faster when other processes share the cores (see
+        ``benchmarks/threads.py``).
 """
 
 _DOC_ATTRS = """
@@ -368,7 +382,8 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
     def __init__(self, n_layers=2, kernel="relu", nu=1.0, n_inducing=100, w_std=None, b_std=0.1,
                  ard=True, learn_inducing=True, max_iter=100, batch_size=256, learning_rate=0.01,
                  noise=0.1, min_noise=1e-6, learn_noise=True, normalize_y=True,
-                 solve_output=True, random_state=None, verbose=0, device="auto", dtype=None):
+                 solve_output=True, random_state=None, verbose=0, device="auto", dtype=None,
+                 n_threads=None):
         self.n_layers = n_layers
         self.kernel = kernel
         self.nu = nu
@@ -389,6 +404,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         self.verbose = verbose
         self.device = device
         self.dtype = dtype
+        self.n_threads = n_threads
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -404,6 +420,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         return per.sum(1).mean()
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Fit the sparse DKM.
 
@@ -534,7 +551,8 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
 
     def __init__(self, n_layers=2, kernel="relu", nu=1.0, n_inducing=100, w_std=None, b_std=0.1,
                  ard=True, learn_inducing=True, max_iter=100, batch_size=256, learning_rate=0.01,
-                 n_mc_samples=8, random_state=None, verbose=0, device="auto", dtype=None):
+                 n_mc_samples=8, random_state=None, verbose=0, device="auto", dtype=None,
+                 n_threads=None):
         self.n_layers = n_layers
         self.kernel = kernel
         self.nu = nu
@@ -551,6 +569,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         self.verbose = verbose
         self.device = device
         self.dtype = dtype
+        self.n_threads = n_threads
 
     @staticmethod
     def _expected_loglik(module, mean, var, y, gen, n_mc):
@@ -562,6 +581,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         return logp.gather(-1, y.expand(n_mc, -1)[..., None]).mean()
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Fit the sparse DKM classifier.
 

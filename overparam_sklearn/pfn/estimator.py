@@ -21,7 +21,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._backend import DEVICE_OPTIONS, check_memory, resolve_device, tile_slices, to_numpy
+from .._backend import (
+    DEVICE_OPTIONS,
+    THREADS_OPTIONS,
+    check_memory,
+    limits_threads,
+    resolve_device,
+    tile_slices,
+    to_numpy,
+)
 from .model import BarDistribution, build_model
 
 __all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_pfn", "WEIGHTS_DIR"]
@@ -196,6 +204,7 @@ class _PFNBase(BaseEstimator):
         "device": DEVICE_OPTIONS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "n_threads": THREADS_OPTIONS,
     }
 
     def __init__(
@@ -209,6 +218,7 @@ class _PFNBase(BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         self.n_estimators = n_estimators
         self.max_context = max_context
@@ -218,6 +228,7 @@ class _PFNBase(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
 
     # -- fit ---------------------------------------------------------------------------------
     def _fit_common(self, X, y_encoded):
@@ -375,6 +386,11 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     random_state : int, RandomState instance or None, default=None
         Draws the ensemble members.
     verbose : int, default=0
+        Print progress per ensemble member when > 0.
+    n_threads : int or None, default=None
+        torch intra-op threads for prediction, set on entry and restored on exit. ``None``
+        means one: the forward passes are small ops that run faster on one thread, and much
+        faster when other processes share the cores (see ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -439,6 +455,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         _, model = _load_model(self.weights_path_, "cpu")
         return model.bar
 
+    @limits_threads()
     def _mixture(self, X, keep):
         """Average the members' bucket probabilities; return (probs or None, mean, var) in
         standardised units."""
@@ -534,6 +551,11 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     device : {"auto", "cpu", "cuda"}, default="auto"
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+        Print progress per ensemble member when > 0.
+    n_threads : int or None, default=None
+        torch intra-op threads for prediction, set on entry and restored on exit. ``None``
+        means one: the forward passes are small ops that run faster on one thread, and much
+        faster when other processes share the cores (see ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -589,6 +611,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         idx = torch.as_tensor(member["labels"][:k], device=logits.device)
         return torch.softmax(logits[:, idx], -1).cpu()
 
+    @limits_threads()
     def predict_proba(self, X):
         """Posterior predictive class probabilities, shape (n_queries, n_classes)."""
         check_is_fitted(self)

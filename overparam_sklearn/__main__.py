@@ -53,28 +53,27 @@ def _configs(device):
         ("baseline: LogisticRegression", "classification",
          lambda: LogisticRegression(max_iter=1000)),
     ]
+    # The package's estimators with their defaults (alpha="auto": the ridge by leave-one-out),
+    # except where a row shows a feature (the NNGP mode, a finite training time t).
     if has("NTKRegressor"):
         configs += [
-            ("NTKRegressor(ntk, t=inf)", "regression",
-             lambda: ops.NTKRegressor(n_hidden=2, alpha=1.0, device=device)),
-            ("NTKRegressor(nngp, t=inf)", "regression",
-             lambda: ops.NTKRegressor(kernel="nngp", n_hidden=2, alpha=1.0, device=device)),
-            ("NTKRegressor(ntk, t=100)", "regression",
-             lambda: ops.NTKRegressor(n_hidden=2, alpha=1e-3, t=100.0, device=device)),
+            ("NTKRegressor()", "regression", lambda: ops.NTKRegressor(device=device)),
+            ("NTKRegressor(kernel='nngp')", "regression",
+             lambda: ops.NTKRegressor(kernel="nngp", device=device)),
+            ("NTKRegressor(t=100)", "regression",
+             lambda: ops.NTKRegressor(t=100.0, device=device)),
         ]
     if has("NTKClassifier"):
-        configs.append(("NTKClassifier", "classification",
-                        lambda: ops.NTKClassifier(n_hidden=2, alpha=0.1, device=device)))
+        configs.append(("NTKClassifier()", "classification",
+                        lambda: ops.NTKClassifier(device=device)))
     if has("RandomFeatureRegressor"):
-        configs.append(("RandomFeatureRegressor", "regression",
-                        lambda: ops.RandomFeatureRegressor(
-                            n_components=1000, alpha=np.logspace(-3, 3, 13), random_state=0,
-                            device=device)))
+        configs.append(("RandomFeatureRegressor(n_components=1000)", "regression",
+                        lambda: ops.RandomFeatureRegressor(n_components=1000, random_state=0,
+                                                           device=device)))
     if has("RandomFeatureClassifier"):
-        configs.append(("RandomFeatureClassifier", "classification",
-                        lambda: ops.RandomFeatureClassifier(
-                            n_components=1000, alpha=np.logspace(-3, 3, 13), random_state=0,
-                            device=device)))
+        configs.append(("RandomFeatureClassifier(n_components=1000)", "classification",
+                        lambda: ops.RandomFeatureClassifier(n_components=1000, random_state=0,
+                                                            device=device)))
     if has("RandomFeatures"):
         configs.append(("RandomFeatures + RidgeCV", "regression",
                         lambda: make_pipeline(

@@ -1,7 +1,7 @@
 """Data-diet benchmark: GraNd speed and pruning curves on digits and MNIST-1D.
 
 Part 1 (speed). Per-example GraNd over all parameters with ``torch.func`` (vmap of grad of
-functional_call, as in :func:`overparam_sklearn.data_diet.grand_scores`) against a loop with one
+functional_call, as in ``data_diet._scores.grand_scores``) against a loop with one
 backward pass per example; both in the same run, same network, same rows; ratio printed.
 
 Part 2 (pruning curves). For each dataset and seed, score the training set with EL2N, GraNd
@@ -49,12 +49,11 @@ from overparam_sklearn import (  # noqa: E402
     ForgettingScorer,
     GraNdScorer,
 )
-from overparam_sklearn.data_diet import (  # noqa: E402
-    _MLP,
-    _grand_scores_loop,
-    _reset_parameters,
-    grand_scores,
-)
+from overparam_sklearn.data_diet._mlp import _MLP, _reset_parameters  # noqa: E402
+from overparam_sklearn.data_diet._scores import grand_scores  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from grand_reference import _grand_scores_loop  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIELDS = ["dataset", "seed", "method", "pruned", "n_kept", "test_acc"]

@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from grand_reference import _grand_scores_loop
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.linear_model import LogisticRegression
@@ -28,17 +29,13 @@ from overparam_sklearn import (
     ForgettingScorer,
     GraNdScorer,
 )
-from overparam_sklearn.data_diet import (
-    _MLP,
-    _ccs_sample,
+from overparam_sklearn.data_diet._mlp import _MLP, _last_linear, _reset_parameters
+from overparam_sklearn.data_diet._scores import (
     _forgetting_counts,
-    _grand_scores_loop,
-    _last_linear,
-    _reset_parameters,
-    _select,
     grand_scores,
     grand_scores_last_layer,
 )
+from overparam_sklearn.data_diet._selection import _ccs_sample, _select
 
 SMALL = dict(n_models=2, score_epoch=3, device="cpu", module_params={"hidden_layer_sizes": (16,)})
 

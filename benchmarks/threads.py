@@ -54,7 +54,7 @@ def _workloads(quick):
                                n_threads=_current()).fit(Xd, yd)
 
     def scorer():
-        ops.EL2NScorer(n_models=1, score_epoch=3, device="cpu", random_state=0,
+        ops.EL2NScorer(n_estimators=1, score_epoch=3, device="cpu", random_state=0,
                        n_threads=_current()).fit(Xg, yg)
 
     def pfn_predict():

@@ -157,7 +157,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "b_std": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "device": DEVICE_OPTIONS,
-        "dtype": DTYPE_OPTIONS,
+        "dtype": DTYPE_OPTIONS + [None],
         "n_threads": THREADS_OPTIONS,
     }
 
@@ -314,7 +314,7 @@ class _RandomFeatureRidge(BaseEstimator):
         features = RandomFeatures(
             n_components=self.n_components, activation=self.activation, w_std=self.w_std,
             b_std=self.b_std, random_state=self.random_state, device=self.device,
-            dtype=self.dtype or "float64",
+            dtype=self.dtype,
         )
         # same draws as RandomFeatures(...).fit(X): one generator seeded from random_state
         features.n_features_in_ = X.shape[1]
@@ -415,8 +415,8 @@ _PARAMS_DOC = """
         Seeds the random features; the same value gives the same features as
         ``RandomFeatures(random_state=...)``.
     device : {"auto", "cpu", "cuda"}, default="auto"
-    dtype : {"float32", "float64"} or None, default="float64"
-        Precision of the features and the solve (``None`` means float64).
+    dtype : {"float32", "float64"}, default="float64"
+        Precision of the features and the solve.
     n_threads : int or None, default=None
         torch intra-op threads in ``fit`` / ``predict`` (restored on exit). ``None``: torch's
         current count from 2000 samples or components on, one thread below (see

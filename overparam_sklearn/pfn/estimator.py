@@ -45,8 +45,8 @@ def _resolve_weights(weights, task):
         path = WEIGHTS_DIR / f"{task}.json"
         if not path.exists():
             raise ValueError(
-                f"the shipped {task} PFN weights are missing from {WEIGHTS_DIR}; regenerate them with "
-                f"`python -m overparam_sklearn.pfn.train --preset {task}` (see the README)"
+                f"the shipped {task} PFN weights are missing from {WEIGHTS_DIR}; regenerate them "
+                f"with `python -m overparam_sklearn.pfn.train --preset {task}` (see the README)"
             )
         return path
     path = Path(weights)
@@ -71,8 +71,8 @@ def _load_state(json_path):
             expected = manifest.get(p.name)
             if expected is None or _sha256(p) != expected:
                 raise ValueError(
-                    f"{p} does not match the sha256 in {manifest_path}: the weights are corrupted or "
-                    "were replaced; reinstall the package or re-export them with "
+                    f"{p} does not match the sha256 in {manifest_path}: the weights are corrupted "
+                    "or were replaced; reinstall the package or re-export them with "
                     "`python -m overparam_sklearn.pfn.train --export`"
                 )
     elif json_path.parent == WEIGHTS_DIR:
@@ -182,6 +182,26 @@ def _standardize_fit(X, zero_constant=True):
         np.where(constant, 1.0, std),
         constant if zero_constant else np.zeros_like(constant),
     )
+
+
+#: Queries go through the network in blocks of exactly this many rows (the last one zero-padded).
+#: float32 matrix products round differently for different row counts (BLAS picks its kernels
+#: and blocking by shape), so with a fixed block shape a query's prediction is bitwise the same
+#: whichever other queries are predicted with it and wherever it sits in the block.
+_QUERY_BLOCK = 128
+
+
+def _query_logits(model, cache, q_x, device):
+    """Logits (m, n_out) of the queries ``q_x`` (m, d_max), evaluated in fixed-size blocks."""
+    out = []
+    for start in range(0, q_x.shape[0], _QUERY_BLOCK):
+        q = q_x[start : start + _QUERY_BLOCK]
+        m = q.shape[0]
+        if m < _QUERY_BLOCK:
+            q = np.concatenate([q, np.zeros((_QUERY_BLOCK - m, q.shape[1]), q.dtype)])
+        logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[0]
+        out.append(logits[:m])
+    return torch.cat(out)
 
 
 class _PFNBase(BaseEstimator):
@@ -323,16 +343,8 @@ class _PFNBase(BaseEstimator):
                     torch.as_tensor(ctx_y, device=device)[None],
                 )
                 for sl in tile_slices(q_x.shape[0], self.batch_size):
-                    # pad to a multiple of 8 rows: BLAS takes another (matrix-vector) path for 1-3
-                    # rows whose float32 rounding differs, and a query's prediction must not
-                    # depend on how many other queries come with it
-                    q = q_x[sl]
-                    rows = -(-q.shape[0] // 8) * 8
-                    q = np.concatenate([q, np.zeros((rows - q.shape[0], q.shape[1]), q.dtype)])
-                    logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[
-                        0
-                    ]
-                    yield i, sl, self._member_probs(logits[: sl.stop - sl.start].double(), member)
+                    logits = _query_logits(model, cache, q_x[sl], device)
+                    yield i, sl, self._member_probs(logits.double(), member)
             if self.verbose:
                 print(f"[{type(self).__name__}] ensemble member {i + 1}/{len(self.members_)} done")
 
@@ -367,7 +379,9 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         ``"standard"`` standardises each feature; ``"quantile"`` maps it to normal scores
         (``QuantileTransformer``) first; ``"mixed"`` alternates between the two over members.
     batch_size : int, default=1024
-        Queries per forward pass (bounds memory; predictions do not depend on it).
+        Queries whose bucket probabilities are held at once (bounds memory). The network itself
+        runs on fixed blocks of 128 queries, so a prediction does not depend on ``batch_size``
+        nor on which other queries are predicted with it (bitwise).
     weights : str or None, default=None
         None for the shipped weights, or the path of a ``.json`` config exported by
         ``python -m overparam_sklearn.pfn.train --export``.

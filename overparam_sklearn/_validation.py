@@ -30,7 +30,7 @@ def check_n_classes(classes, estimator):
     if classes.size >= 2:
         return
     name = estimator if isinstance(estimator, str) else type(estimator).__name__
-    found = f"only one class: {classes[0]!r}" if classes.size == 1 else "no class at all"
+    found = f"only one class: {classes.tolist()[0]!r}" if classes.size == 1 else "no class at all"
     raise ValueError(
         f"{name} needs samples of at least 2 classes in the data, but the data contain {found}."
     )
@@ -64,7 +64,8 @@ def check_finite_cast(X, dtype, what="X", where=""):
     Float32 paths (the PFN, the data-diet scorers) would otherwise turn values beyond
     ``finfo(float32).max`` (about 3.4e38) into inf and every output into NaN.
     """
-    out = np.asarray(X).astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        out = np.asarray(X).astype(dtype, copy=False)
     if not np.isfinite(out).all():
         limit = np.finfo(dtype).max
         raise ValueError(

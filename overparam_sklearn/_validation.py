@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse
 import torch
 
-__all__ = ["check_n_classes", "atomic_fit", "check_finite_cast", "check_real_matrix"]
+__all__ = ["check_n_classes", "atomic_fit", "check_finite_cast", "check_real_matrix",
+           "check_gram_range"]
 
 
 def check_n_classes(classes, estimator):
@@ -123,3 +124,23 @@ def check_real_matrix(X, name, dtype=None, device=None):
     if not bool(torch.isfinite(X).all()):
         raise ValueError(f"{name} contains NaN or infinity.")
     return X
+
+
+def check_gram_range(X, what="X", factor=1.0):
+    """Refuse ``X`` whose Gram matrix ``factor * X X'`` would overflow its float type.
+
+    Kernels multiply two diagonal entries of the Gram matrix (``k11 * k22``), so its largest
+    diagonal entry must stay below the square root of the largest float (about 1.3e154 in
+    float64, 1.8e19 in float32).
+    """
+    X = torch.as_tensor(X)
+    limit = torch.finfo(X.dtype).max ** 0.5
+    with torch.no_grad():
+        top = float(X.abs().max()) if X.numel() else 0.0
+    largest = float(factor) * top * top * X.shape[-1]  # (float *, unlike **, gives inf)
+    if not largest < limit:
+        raise ValueError(
+            f"{what} is so large that its Gram matrix overflows "
+            f"{str(X.dtype).replace('torch.', '')} (entries up to {largest:.3g}, limit "
+            f"{limit:.3g}); rescale it (e.g. with StandardScaler)."
+        )

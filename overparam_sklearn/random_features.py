@@ -57,7 +57,7 @@ from ._backend import (
     to_tensor,
     usable_device,
 )
-from ._validation import atomic_fit, check_n_classes
+from ._validation import atomic_fit, check_gram_range, check_n_classes
 from .kernels import parse_activation
 
 __all__ = ["RandomFeatures", "RandomFeatureRegressor", "RandomFeatureClassifier"]
@@ -313,6 +313,7 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
             print(f"[{type(self).__name__}] {n} x {N} {self.activation} features on "
                   f"{self.device_}", flush=True)
         Phi = features._features(X, dtype, self.device_)
+        check_gram_range(Phi, "The random features of X")
         Yt = to_tensor(Y, self.device_, dtype)
         side = min(n, N)
         check_memory(2 * estimate_bytes((side, side), dtype), self.device_,
@@ -345,6 +346,13 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
             alpha = float(alphas[0])
             coef, intercept = _linalg.ridge_solve(Phi, Yt, alpha, self.fit_intercept)
         del Phi
+        finite_intercept = bool(torch.isfinite(torch.as_tensor(intercept)).all())
+        if not (_linalg.all_finite(coef) and finite_intercept):
+            raise ValueError(
+                "The ridge solution on the random features is not finite: the features of X "
+                "overflow float64 in their Gram matrix. Rescale X (e.g. with StandardScaler) or "
+                "reduce w_std."
+            )
         self.alpha_ = alpha
         self.coef_ = to_numpy(coef).T  # (t, N), as sklearn's Ridge
         self.intercept_ = to_numpy(intercept)

@@ -33,7 +33,7 @@ from .._backend import (
     usable_device,
 )
 from .._linalg import cholesky
-from .._validation import atomic_fit, check_n_classes
+from .._validation import atomic_fit, check_gram_range, check_n_classes
 from ._module import KERNELS, _SparseDKM
 
 # Monte Carlo draws used by predict_proba (fixed per fit, shared by every row, so that the
@@ -119,6 +119,7 @@ class _BaseSparseDKM(TransformerMixin, DevicePortableMixin, BaseEstimator):
         if Yt.is_floating_point():
             Yt = Yt.to(dtype)
         Zt = torch.tensor(Z0, dtype=dtype, device=self.device_)
+        check_gram_range(Xt, "X", self._w_std() ** 2 / X.shape[1])
         gaussian = likelihood == "gaussian"
         module = _SparseDKM(
             Zt, self.n_layers, self.kernel, self._w_std(), self.b_std, n_outputs, self.ard,

@@ -339,7 +339,7 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
                 warnings.warn(
                     f"The selected alpha={alpha:g} is on the edge of the grid "
                     f"[{lo:g}, {hi:g}]; the optimum may lie outside it. Extend the grid.",
-                    ConvergenceWarning, stacklevel=4,
+                    ConvergenceWarning, stacklevel=5,  # user -> atomic_fit -> _fit_context -> fit
                 )
             coef, intercept = _linalg.ridge_coef(Phi, dec, alpha)
         else:

@@ -403,3 +403,48 @@ def test_matrix_covers_every_cell():
     assert len(NOT_APPLICABLE) == 23  # target cases for kernels/transformer, y kinds by task
     for name in ENTRIES:
         assert name in BAD_HYPERPARAMETERS
+
+
+# -- memory guards: refuse before allocating ------------------------------------------------------
+@pytest.fixture
+def eight_gib(monkeypatch):
+    """Pretend the machine has 8 GiB free, so that the guards are tested deterministically."""
+    from overparam_sklearn import _backend
+
+    monkeypatch.setattr(_backend, "available_memory", lambda device: 8 * 2**30)
+
+
+@pytest.mark.parametrize("call", [
+    lambda X: NTKKernel()(X),
+    lambda X: NNGPKernel()(X),
+    lambda X: nngp_kernel(X),
+    lambda X: ntk_kernel(X, X[:30000]),
+])
+def test_kernel_memory_guard_refuses_before_allocating(call, eight_gib):
+    X_big = np.random.default_rng(0).normal(size=(40000, 3))
+    with pytest.raises(ValueError, match=r"Not enough memory for the 40000 x \d+ N\w+ kernel.*"
+                                         r"GiB.*fewer samples"):
+        call(X_big)
+
+
+def test_gaussian_process_memory_guard():
+    # GaussianProcessRegressor(NNGPKernel()) at n=200000 needs the 200000^2 kernel and its two
+    # gradient matrices (about 900 GiB): refused before anything is computed, whatever the machine
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    X_big = np.random.default_rng(0).normal(size=(200_000, 3))
+    gpr = GaussianProcessRegressor(NNGPKernel())
+    with pytest.raises(ValueError, match=r"Not enough memory for the 200000 x 200000 NNGP kernel "
+                                         r"and its 2 gradient matrices"):
+        gpr.fit(X_big, X_big[:, 0])
+
+
+def test_random_features_check_memory_before_drawing(eight_gib, monkeypatch):
+    drawn = []
+    original = torch.randn
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: drawn.append(a) or original(*a, **k))
+    with pytest.raises(ValueError, match=r"Not enough memory for the 3 x 200000000 random weights"):
+        RandomFeatures(n_components=int(2e8), device="cpu").fit(X)
+    assert drawn == []  # refused before drawing
+    RandomFeatures(n_components=10, device="cpu").fit(X)  # a small draw passes the guard
+    assert drawn

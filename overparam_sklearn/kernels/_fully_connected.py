@@ -326,5 +326,6 @@ def ntk_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     >>> bool((K - K.T).abs().max() < 1e-12)
     True
     """
+    # the NNGP is needed tile by tile by the recursion but not stored (one n x m matrix less)
     return fc_kernels(X1, X2, n_hidden, activation, w_std, b_std, parameterization, width,
-                      need_ntk=True)[1]
+                      need_ntk=True, need_nngp=False)[1]

@@ -52,8 +52,7 @@ HAS_CUDA = torch.cuda.is_available()
 def _scorer(cls, device):
     est = cls(device=device, random_state=0, module_params={"hidden_layer_sizes": (4,)},
               score_epoch=2, batch_size=8)
-    size = "n_estimators" if "n_estimators" in est.get_params(deep=False) else "n_models"
-    return est.set_params(**{size: 2})
+    return est.set_params(n_estimators=2)
 
 
 # name: (factory(device), kind)

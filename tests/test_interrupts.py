@@ -50,8 +50,7 @@ Y2_CLF = (X2[:, 2] > 0).astype(int)
 def _scorer(cls=EL2NScorer):
     est = cls(device="cpu", random_state=0, module_params={"hidden_layer_sizes": (4,)},
               score_epoch=3, batch_size=8)
-    size = "n_estimators" if "n_estimators" in est.get_params(deep=False) else "n_models"
-    return est.set_params(**{size: 2})
+    return est.set_params(n_estimators=2)
 
 
 class _Fail:

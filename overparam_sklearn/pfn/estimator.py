@@ -23,9 +23,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._backend import (
     DEVICE_OPTIONS,
+    DTYPE_OPTIONS,
     DevicePortableMixin,
     check_memory,
     resolve_device,
+    resolve_dtype,
     tile_slices,
     to_numpy,
     usable_device,
@@ -134,9 +136,9 @@ def _load_state(json_path, sha256=None):
 
 
 @functools.lru_cache(maxsize=8)
-def _load_model(json_path, device, sha256=None):
+def _load_model(json_path, device, dtype="float32", sha256=None):
     config, state = _load_state(json_path, sha256)
-    model = build_model(config, state).to(torch.device(device))
+    model = build_model(config, state).to(torch.device(device), resolve_dtype(dtype))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -170,7 +172,7 @@ def load_pfn(weights=None, task="regression", device="cpu", sha256=None):
     truncated or otherwise unreadable file raises ``ValueError``.
     """
     path = _resolve_weights(weights, task)
-    return _load_model(str(path), str(torch.device(device)), sha256)
+    return _load_model(str(path), str(torch.device(device)), sha256=sha256)
 
 
 class PFNPredictiveDistribution:
@@ -276,7 +278,7 @@ def _standardize_fit(X, zero_constant=True):
 _QUERY_BLOCK = 128
 
 
-def _query_logits(model, cache, q_x, device):
+def _query_logits(model, cache, q_x, device, dtype=torch.float32):
     """Logits (m, n_out) of the queries ``q_x`` (m, d_max), evaluated in fixed-size blocks."""
     out = []
     for start in range(0, q_x.shape[0], _QUERY_BLOCK):
@@ -284,7 +286,8 @@ def _query_logits(model, cache, q_x, device):
         m = q.shape[0]
         if m < _QUERY_BLOCK:
             q = np.concatenate([q, np.zeros((_QUERY_BLOCK - m, q.shape[1]), q.dtype)])
-        logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[0]
+        q = torch.as_tensor(q, device=device, dtype=dtype)
+        logits = model.predict_queries(cache, q[None])[0]
         out.append(logits[:m])
     return torch.cat(out)
 
@@ -299,6 +302,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "weights": [str, Path, None],
         "device": DEVICE_OPTIONS,
+        "dtype": DTYPE_OPTIONS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -312,6 +316,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         batch_size=1024,
         weights=None,
         device="auto",
+        dtype="float32",
         random_state=None,
         verbose=0,
     ):
@@ -321,6 +326,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         self.batch_size = batch_size
         self.weights = weights
         self.device = device
+        self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -424,7 +430,8 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
     def _iter_member_outputs(self, X):
         """Yield (member index, query slice, probabilities (m, n_out) float64 on CPU)."""
         device = usable_device(self.device_)
-        _, model = _load_model(self._weights_json(), str(device))
+        _, model = _load_model(self._weights_json(), str(device), self.dtype)
+        dtype = resolve_dtype(self.dtype)
         Z = {"standard": self._float32(self._standard(X))}
         if any(m["transform"] == "quantile" for m in self.members_):
             Z["quantile"] = self._quantile_inputs(X)
@@ -435,12 +442,13 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
             ctx_y = np.ascontiguousarray(self._member_targets(ctx_idx, member))
             q_x = self._member_inputs(Z[member["transform"]], member)
             with torch.inference_mode():
+                ctx_y = torch.as_tensor(ctx_y, device=device)
                 cache = model.encode_context(
-                    torch.as_tensor(ctx_x, device=device)[None],
-                    torch.as_tensor(ctx_y, device=device)[None],
+                    torch.as_tensor(ctx_x, device=device, dtype=dtype)[None],
+                    (ctx_y.to(dtype) if ctx_y.is_floating_point() else ctx_y)[None],
                 )
                 for sl in tile_slices(q_x.shape[0], self.batch_size):
-                    logits = _query_logits(model, cache, q_x[sl], device)
+                    logits = _query_logits(model, cache, q_x[sl], device, dtype)
                     yield i, sl, self._member_probs(logits.double(), member)
             if self.verbose:
                 print(f"[{type(self).__name__}] ensemble member {i + 1}/{len(self.members_)} done")
@@ -460,10 +468,11 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` only stores the
     standardised training set; there is no gradient descent and no hyperparameter fitting.
 
-    The network computes in float32. The shipped model takes at most ``d_max`` = 10 features and
-    1000 context points: with more samples every ensemble member conditions on a random subset of
-    ``max_context`` of them, with more features every member sees a different subset of ``d_max``
-    features; the members' predictive distributions are averaged (a mixture).
+    The network computes in float32 by default (``dtype``). The shipped model takes at most
+    ``d_max`` = 10 features and 1000 context points: with more samples every ensemble member
+    conditions on a random subset of ``max_context`` of them, with more features every member
+    sees a different subset of ``d_max`` features; the members' predictive distributions are
+    averaged (a mixture).
 
     Parameters
     ----------
@@ -483,6 +492,9 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         None for the shipped weights, or the path of a ``.json`` config exported by
         ``python -m overparam_sklearn.pfn.train --export``.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's forward pass (float32, as for every neural network; the
+        weights were trained in float32).
     random_state : int, RandomState instance or None, default=None
         Draws the ensemble members.
     verbose : int, default=0
@@ -641,7 +653,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     A transformer trained on classification datasets whose labels come from latent Gaussian-process
     and random-MLP functions returns the posterior predictive class probabilities of every query
     given the training set as context (Müller et al., ICLR 2022). ``fit`` only stores the
-    standardised training set. The network computes in float32.
+    standardised training set. The network computes in float32 by default (``dtype``).
 
     Parameters
     ----------
@@ -656,6 +668,8 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     weights : str or None, default=None
         None for the shipped weights, or the path of an exported ``.json`` config.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's forward pass.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
 

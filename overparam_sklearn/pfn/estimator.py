@@ -88,8 +88,29 @@ def _sidecar_sha256(path):
     return text[0], sidecar
 
 
-@functools.lru_cache(maxsize=8)
+def _files_version(json_path):
+    """(mtime, size) of the files a load reads: part of the cache keys, so that weights replaced
+    or damaged on disk after a first load are read (and verified) again."""
+    json_path = Path(json_path)
+    files = [json_path, json_path.with_suffix(".pt"), json_path.parent / "manifest.json"]
+    files += [f.with_name(f.name + ".sha256") for f in files[:2]]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
 def _load_state(json_path, sha256=None):
+    """(config, state dict) of the weights at ``json_path``, verified; cached per file version."""
+    return _load_state_cached(str(json_path), sha256, _files_version(json_path))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_state_cached(json_path, sha256, version):
     json_path = Path(json_path)
     pt_path = json_path.with_suffix(".pt")
     if not pt_path.exists():
@@ -135,8 +156,13 @@ def _load_state(json_path, sha256=None):
     return config, state
 
 
-@functools.lru_cache(maxsize=8)
 def _load_model(json_path, device, dtype="float32", sha256=None):
+    """(config, model in eval mode) on ``device``; cached per file version."""
+    return _load_model_cached(str(json_path), device, dtype, sha256, _files_version(json_path))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model_cached(json_path, device, dtype, sha256, version):
     config, state = _load_state(json_path, sha256)
     model = build_model(config, state).to(torch.device(device), resolve_dtype(dtype))
     model.eval()

@@ -35,6 +35,7 @@ from ._backend import (
     DTYPE_OPTIONS,
     LARGE_WORK_ROWS,
     THREADS_OPTIONS,
+    DevicePortableMixin,
     check_memory,
     estimate_bytes,
     limits_threads,
@@ -44,6 +45,7 @@ from ._backend import (
     to_numpy,
     to_tensor,
 )
+from ._validation import atomic_fit, check_n_classes
 from .kernels import fc_diagonals, fc_kernels, parse_activation
 
 __all__ = ["NTKRegressor", "NTKClassifier"]
@@ -58,8 +60,13 @@ def _large(est, n_rows):
     return max(n_rows, 0 if fitted is None else fitted.shape[0]) >= LARGE_WORK_ROWS
 
 
-class _NTKBase(BaseEstimator):
+class _NTKBase(DevicePortableMixin, BaseEstimator):
     """Shared parameters and numerics of :class:`NTKRegressor` and :class:`NTKClassifier`."""
+
+    # Pickles carry the fitted tensors on the CPU, without the derived-factor cache; unpickled
+    # where device_ is usable they go back to it (see _backend's device policy).
+    _transient_state = ("_cache",)
+    _state_follows_device = True
 
     _parameter_constraints = {
         "kernel": [StrOptions({"ntk", "nngp"})],
@@ -184,7 +191,7 @@ class _NTKBase(BaseEstimator):
         mse = _linalg.kernel_ridge_path(s, U, Y, alphas, criterion, tau)
         best = int(np.argmin(mse))
         _linalg.warn_if_alpha_on_edge(
-            alphas, best, s, n, "Pass a float alpha to use a value outside it.", stacklevel=6)
+            alphas, best, s, n, "Pass a float alpha to use a value outside it.", stacklevel=8)
         self._log(f"alpha='auto': {criterion.upper()} over {alphas.size} alphas from one "
                   f"eigendecomposition ({time.perf_counter() - start:.1f} s): "
                   f"alpha_={alphas[best]:.3g}")
@@ -264,17 +271,6 @@ class _NTKBase(BaseEstimator):
         if "eigh" not in self._cache:
             self._cache["eigh"] = _linalg.eigh(train_matrix())
         return self._cache["eigh"]
-
-    def __getstate__(self):
-        # Fitted tensors travel on the CPU so that a GPU-fitted model unpickles anywhere.
-        state = self.__dict__.copy()
-        state["_cache"] = {}
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                state[key] = value.detach().cpu()
-        if "device_" in state:
-            state["device_"] = torch.device("cpu")
-        return state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -417,6 +413,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         self.prior_scale = prior_scale
         self.normalize_y = normalize_y
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     @limits_threads(_large)
     def fit(self, X, y):
@@ -602,6 +599,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     (2, 3)
     """
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     @limits_threads(_large)
     def fit(self, X, y):
@@ -623,11 +621,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         n_classes = len(self.classes_)
-        if n_classes < 2:
-            raise ValueError(
-                f"NTKClassifier needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {self.classes_[0]!r}."
-            )
+        check_n_classes(self.classes_, self)
         Y = np.eye(n_classes, dtype=dtype)[encoder.transform(y)] - 1.0 / n_classes
         return self._fit_targets(X, Y)
 

@@ -52,7 +52,7 @@ def _fit_seconds(output):
     """Sum of the quickstart table's time column (the rows' fit + score time)."""
     total = 0.0
     for line in output.splitlines():
-        match = re.search(r"(?:-?\d+\.\d+|error)\s+(\d+\.\d+)\s*$", line)
+        match = re.search(r"(?:-?\d+\.\d+|error)\s+(\d+\.\d+)(?:\s+\d+\.\d+)?\s*$", line)
         if match and not line.startswith("total"):
             total += float(match.group(1))
     return total

@@ -31,6 +31,7 @@ __all__ = [
     "sample_inputs",
     "standardize_context",
     "rbf_gp_sample",
+    "rbf_gp_predictive_sample",
     "gp_hyper_prior",
     "gp_fixed_prior",
     "bnn_prior",
@@ -135,6 +136,36 @@ def rbf_gp_sample(gen, x, inv_lengthscale, outputscale, noise_std):
     return f, y
 
 
+def rbf_gp_predictive_sample(gen, x, inv_lengthscale, outputscale, noise_std, n_ctx):
+    """Draw noisy targets ``y`` of an ARD RBF GP together with the exact posterior predictive
+    ``N(mu_i, sd_i^2)`` of every query point given the context points.
+
+    With ``K_y = K + sigma_n^2 I = L L^T`` and ``y = L z`` (``z`` standard normal), the first
+    ``n_ctx`` entries of ``z`` are determined by the context targets (``L`` is lower
+    triangular), so for a query ``i`` the predictive given the context is normal with mean
+    ``sum_{j < n_ctx} L_ij z_j`` and variance ``sum_{j >= n_ctx} L_ij^2`` (Rasmussen & Williams,
+    "Gaussian Processes for Machine Learning", Eq. 2.23-2.24, read off the Cholesky factor). This
+    costs one matrix-vector product beyond the draw. Entries at context positions are ``mu = y``,
+    ``sd = 0``. Returns ``(y, mu, sd)``, each (B, N) in ``x``'s dtype.
+    """
+    xs = x * inv_lengthscale[:, None, :]
+    norms = xs.pow(2).sum(-1)
+    sq = (norms[:, :, None] + norms[:, None, :] - 2.0 * xs @ xs.transpose(1, 2)).clamp_min(0.0)
+    N = x.shape[1]
+    eye = torch.eye(N, dtype=x.dtype)
+    K = outputscale[:, None, None] ** 2 * torch.exp(-0.5 * sq)
+    K = K + (noise_std[:, None, None] ** 2 + _JITTER) * eye
+    L, info = torch.linalg.cholesky_ex(K)
+    if bool((info != 0).any()):  # rare: fall back to a larger jitter
+        L = torch.linalg.cholesky(K + 1e-4 * eye)
+    z = torch.randn((x.shape[0], N), generator=gen, dtype=x.dtype)
+    y = (L @ z[..., None])[..., 0]
+    ctx = _context_mask(n_ctx, N).to(x.dtype)
+    mu = (L @ (z * ctx)[..., None])[..., 0]
+    sd = (L.pow(2) @ (1.0 - ctx)[..., None])[..., 0].sqrt()
+    return y, mu, sd
+
+
 def _draw_sizes(gen, batch, n_points, d_max, min_features=1):
     return _randint(gen, min_features, d_max, (batch,))
 
@@ -163,18 +194,32 @@ def _gp_hyperparameters(gen, n_features, d_max):
     return inv_l, outputscale, ratio * outputscale
 
 
-def _finish_regression(x, y, n_ctx, n_features, normalize=True):
+def _finish_regression(x, y, n_ctx, n_features, normalize=True, mu=None, sd=None):
+    """The batch dict; ``mu``, ``sd`` (the query targets' exact predictive normal, or the noise
+    distribution given the latent function) are standardised like ``y`` and stored as
+    ``y_mu``, ``y_sd`` for the lower-variance training targets."""
     if normalize:
-        # clamp the rare huge standardised targets of tiny contexts (|z| > 50) to keep the loss sane
-        y = standardize_context(y[..., None], n_ctx, zero_constant=False)[..., 0].clamp(
-            -50.0, 50.0
-        )
-    return {
+        # the affine map of standardize_context (constant context targets are only centred)
+        mask = _context_mask(n_ctx, y.shape[1]).to(y.dtype)
+        count = mask.sum(1, keepdim=True).clamp_min(1.0)
+        loc = (y * mask).sum(1, keepdim=True) / count
+        scale = ((((y - loc) ** 2) * mask).sum(1, keepdim=True) / count).sqrt()
+        scale = torch.where(scale <= 1e-8 * (1.0 + loc.abs()), torch.ones_like(scale), scale)
+        # clamp the rare huge standardised targets of tiny contexts (|z| > 50): a sane loss
+        y = ((y - loc) / scale).clamp(-50.0, 50.0)
+        if mu is not None:
+            mu = ((mu - loc) / scale).clamp(-50.0, 50.0)
+            sd = sd / scale
+    out = {
         "x": x.float(),
         "y": y.float(),
         "n_ctx": n_ctx,
         "n_features": n_features,
     }
+    if mu is not None:
+        out["y_mu"] = mu.float()
+        out["y_sd"] = sd.clamp_min(1e-6).float()
+    return out
 
 
 def gp_hyper_prior(gen, batch, n_points, n_ctx, d_max):
@@ -182,8 +227,8 @@ def gp_hyper_prior(gen, batch, n_points, n_ctx, d_max):
     n_features = _draw_sizes(gen, batch, n_points, d_max)
     x = standardize_context(sample_inputs(gen, batch, n_points, n_features, d_max), n_ctx)
     inv_l, s, noise = _gp_hyperparameters(gen, n_features, d_max)
-    _, y = rbf_gp_sample(gen, x, inv_l, s, noise)
-    return _finish_regression(x, y, n_ctx, n_features)
+    y, mu, sd = rbf_gp_predictive_sample(gen, x, inv_l, s, noise, n_ctx)
+    return _finish_regression(x, y, n_ctx, n_features, mu=mu, sd=sd)
 
 
 def gp_fixed_prior(gen, batch, n_points, n_ctx, d_max, max_features=None):
@@ -203,8 +248,8 @@ def gp_fixed_prior(gen, batch, n_points, n_ctx, d_max, max_features=None):
     )
     s = torch.full((batch,), FIXED_GP["outputscale"], dtype=torch.float64)
     noise = torch.full((batch,), FIXED_GP["noise_std"], dtype=torch.float64)
-    _, y = rbf_gp_sample(gen, x, inv_l, s, noise)
-    return _finish_regression(x, y, n_ctx, n_features, normalize=False)
+    y, mu, sd = rbf_gp_predictive_sample(gen, x, inv_l, s, noise, n_ctx)
+    return _finish_regression(x, y, n_ctx, n_features, normalize=False, mu=mu, sd=sd)
 
 
 def _random_mlp(gen, x, n_out, relevant):
@@ -257,7 +302,10 @@ def bnn_prior(gen, batch, n_points, n_ctx, d_max):
     f = _random_mlp(gen, x, 1, relevant)[..., 0]
     ratio = torch.exp(_uniform(gen, (batch,), math.log(0.01), math.log(1.0)))
     y = f + ratio[:, None] * torch.randn(f.shape, generator=gen, dtype=f.dtype)
-    return _finish_regression(x, y, n_ctx, n_features)
+    # given the latent function the noise is known: y ~ N(f, ratio^2) (not the full posterior
+    # predictive, but still an unbiased, lower-variance target; see train._loss)
+    sd = ratio[:, None].expand_as(f)
+    return _finish_regression(x, y, n_ctx, n_features, mu=f, sd=sd)
 
 
 def regression_prior(gen, batch, n_points, n_ctx, d_max, p_bnn=0.2):

@@ -130,8 +130,13 @@ def test_normal_bucket_masses_match_quadrature_and_give_the_expected_nll():
     borders = torch.linspace(-3, 3, 13, dtype=torch.float64)
     bar = BarDistribution(borders.float())
     bar.borders = borders
-    mu, sd = torch.tensor([0.3, -2.5, 2.9]), torch.tensor([0.7, 0.4, 1.5])
+    mu = torch.tensor([0.3, -2.5, 2.9], dtype=torch.float64)
+    sd = torch.tensor([0.7, 0.4, 1.5], dtype=torch.float64)
     masses = bar.normal_masses(mu, sd)
+    # training computes them in float32 (fast); close enough for a target
+    torch.testing.assert_close(
+        bar.normal_masses(mu.float(), sd.float()).double(), masses, rtol=0, atol=1e-6
+    )
     b = borders.numpy()
     edges = np.concatenate([[-np.inf], b[1:-1], [np.inf]])
     for i in range(3):

@@ -78,16 +78,18 @@ class BarDistribution(nn.Module):
         return torch.where(idx == K - 1, right, out)
 
     def normal_masses(self, mu, sd):
-        """Bucket probabilities (..., n_bars) of ``N(mu, sd^2)`` (float64): the mass of each
+        """Bucket probabilities (..., n_bars) of ``N(mu, sd^2)`` (in ``mu``'s dtype): the mass of each
         interior bucket, and of ``(-inf, borders[1]]`` / ``[borders[-2], inf)`` for the two tail
         buckets. Used as soft training targets: the expected bar NLL of ``y ~ N(mu, sd^2)`` is
         ``-sum_i mass_i log p_i`` plus terms that do not depend on the network."""
-        b = self.borders.to(torch.float64)[1:-1]
-        z = (b - mu.to(torch.float64)[..., None]) / sd.to(torch.float64)[..., None]
-        cdf = torch.special.ndtr(z)
-        zeros = torch.zeros_like(cdf[..., :1])
-        cdf = torch.cat([zeros, cdf, zeros + 1.0], -1)
-        return (cdf[..., 1:] - cdf[..., :-1]).clamp_min(0.0)
+        # in mu's precision: float32 (absolute errors ~1e-7, ample for a target) is many times
+        # faster than float64 here, and this runs on every query of every training batch
+        dtype = mu.dtype
+        b = self.borders.to(dtype)[1:-1]
+        cdf = torch.special.ndtr((b - mu[..., None]) / sd.to(dtype)[..., None])
+        cdf = torch.nn.functional.pad(cdf, (1, 0), value=0.0)
+        cdf = torch.nn.functional.pad(cdf, (0, 1), value=1.0)
+        return torch.diff(cdf, dim=-1).clamp_min(0.0)
 
     def nll(self, logits, y):
         """Negative log density of ``y`` under ``softmax(logits)`` (the PFN training loss)."""

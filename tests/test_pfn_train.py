@@ -393,3 +393,80 @@ def test_one_shot_run_killed_resumed_exported_and_loaded(tmp_path):
     X = np.random.default_rng(0).normal(size=(30, 3))
     pred = reg.fit(X, X[:, 0]).predict(X[:5])
     assert pred.shape == (5,) and np.isfinite(pred).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# tabular priors
+
+
+TABULAR = [
+    "scm",
+    "tree",
+    "scm_classification",
+    "tree_classification",
+    "tabular_regression",
+    "tabular_classification",
+]
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_tabular_priors_are_reproducible_and_well_formed(name):
+    prior = get_prior(name)
+    B, N, D = 12, 80, 6
+    # (a one-point context standardises every feature to zero, and then the target is noise)
+    n_ctx = torch.tensor([5, 20, 2, 40] * 3)
+    a = prior(_gen(21), B, N, n_ctx, D)
+    b = prior(_gen(21), B, N, n_ctx, D)
+    c = prior(_gen(22), B, N, n_ctx, D)
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    assert not torch.equal(a["y"], c["y"])
+    assert a["x"].shape == (B, N, D) and a["y"].shape == (B, N)
+    assert a["x"].dtype == a["y"].dtype == torch.float32
+    for k in ("x", "y", "y_mu", "y_sd"):
+        if k in a:
+            assert torch.isfinite(a[k]).all()
+    for i, d in enumerate(a["n_features"].tolist()):
+        assert 1 <= d <= D and torch.all(a["x"][i, :, d:] == 0)
+    y = a["y"]
+    if name.endswith("classification"):
+        assert torch.equal(y, y.round()) and y.min() >= 0 and y.max() <= 9
+        # non-degenerate: most datasets have at least two classes among their points
+        assert sum(len(torch.unique(y[i])) >= 2 for i in range(B)) >= B - 1
+    else:
+        assert int((y.std(1) > 0.1).sum()) >= B - 1  # non-constant targets
+        q = torch.arange(N)[None, :] >= n_ctx[:, None]
+        assert bool((a["y_sd"][q] > 0).all())
+
+
+def test_tabular_priors_have_few_valued_features_and_depend_on_the_inputs():
+    g = _gen(23)
+    b = get_prior("scm")(g, 32, 200, torch.full((32,), 100), 6)
+    d = b["n_features"].tolist()
+    levels = [len(torch.unique(b["x"][i, :, j])) for i in range(32) for j in range(d[i])]
+    few = sum(2 <= k <= 10 for k in levels)
+    assert 0.1 < few / len(levels) < 0.6  # some categorical-like features, mostly continuous
+    # the target is predictable from the features on average: a random forest beats the mean
+    from sklearn.ensemble import RandomForestRegressor
+
+    for name in ("scm", "tree"):
+        b = get_prior(name)(_gen(24), 8, 300, torch.full((8,), 200), 4)
+        r2 = []
+        for i in range(8):
+            x, y = b["x"][i].numpy(), b["y"][i].numpy()
+            rf = RandomForestRegressor(50, random_state=0).fit(x[:200], y[:200])
+            r2.append(1 - np.mean((rf.predict(x[200:]) - y[200:]) ** 2) / np.var(y[200:]))
+        assert np.median(r2) > 0.2, (name, r2)
+
+
+def test_scm_noise_target_is_exact_where_offered():
+    # datasets whose features include no effect of the target carry y ~ N(y_mu, y_sd^2) with
+    # standardised residuals; the others fall back to a point mass at the drawn target
+    b = get_prior("scm")(_gen(25), 64, 120, torch.full((64,), 60), 5)
+    q = slice(60, 120)
+    point = (b["y_sd"][:, q] <= 1e-6).all(1)
+    assert 0 < int(point.sum()) < 64
+    assert torch.equal(b["y_mu"][point][:, q], b["y"][point][:, q])
+    r = ((b["y"] - b["y_mu"]) / b["y_sd"])[~point][:, q]
+    assert abs(float(r.mean())) < 0.1 and 0.85 < float(r.std()) < 1.15

@@ -78,9 +78,9 @@ class BarDistribution(nn.Module):
         return torch.where(idx == K - 1, right, out)
 
     def normal_masses(self, mu, sd):
-        """Bucket probabilities (..., n_bars) of ``N(mu, sd^2)`` (in ``mu``'s dtype): the mass of each
-        interior bucket, and of ``(-inf, borders[1]]`` / ``[borders[-2], inf)`` for the two tail
-        buckets. Used as soft training targets: the expected bar NLL of ``y ~ N(mu, sd^2)`` is
+        """Bucket probabilities (..., n_bars) of ``N(mu, sd^2)`` (in ``mu``'s dtype): the mass of
+        each interior bucket, and of ``(-inf, borders[1]]`` / ``[borders[-2], inf)`` for the two
+        tail buckets. Used as soft training targets: the expected bar NLL of ``y ~ N(mu, sd^2)`` is
         ``-sum_i mass_i log p_i`` plus terms that do not depend on the network."""
         # in mu's precision: float32 (absolute errors ~1e-7, ample for a target) is many times
         # faster than float64 here, and this runs on every query of every training batch

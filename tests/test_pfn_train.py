@@ -380,6 +380,17 @@ def test_one_shot_run_killed_resumed_exported_and_loaded(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     killed_at = json.loads((out / "latest.json").read_text())["step"]
+    # SIGTERM instead stops after the current step with a checkpoint
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env)
+    time.sleep(0.5)
+    while json.loads((out / "latest.json").read_text())["step"] <= killed_at + 1:
+        assert proc.poll() is None, "the resumed run stopped early"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    killed_at = json.loads((out / "latest.json").read_text())["step"]
+    hist = json.loads((out / "history.json").read_text())
+    assert hist[-1]["step"] == killed_at
     assert not (out / "export").exists()
     for d in (out / "ckpt").iterdir():  # every kept checkpoint is complete and small
         assert (d / "model.pt").stat().st_size < 16 * 2**20

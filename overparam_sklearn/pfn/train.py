@@ -25,7 +25,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -578,6 +580,11 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None, init_from=N
     def fetch(s):
         return pool.submit(sample_batch, config, s) if pool else sample_batch(config, s)
 
+    # SIGTERM (a scheduler's or a user's kill) stops after the current step with a checkpoint
+    stop_signal = []
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGTERM, lambda *_: stop_signal.append(True))
     try:
         t_start = time.time()
         # wall time accumulated over the earlier segments of a resumed run
@@ -643,7 +650,9 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None, init_from=N
                 bar.set_postfix(loss=f"{ema:.4f}", N=rec["n_points"])
             if verbose and (step % 25 == 0 or "val" in rec):
                 print(json.dumps(dict(rec, ema=round(ema, 4))), flush=True)
-            stop = max_seconds is not None and time.time() - t_start > max_seconds
+            stop = bool(stop_signal) or (
+                max_seconds is not None and time.time() - t_start > max_seconds
+            )
             by_time = time.time() - t_ckpt > float(config.get("ckpt_seconds", 1e18))
             if step % config["ckpt_every"] == 0 or step == config["steps"] or stop or by_time:
                 save()
@@ -651,6 +660,8 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None, init_from=N
             if stop:
                 break
     finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         torch.backends.cuda.matmul.allow_tf32 = tf32

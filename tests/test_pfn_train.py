@@ -359,8 +359,8 @@ def test_one_shot_run_killed_resumed_exported_and_loaded(tmp_path):
         "warmup=2",
         "ckpt_every=1",
         "avg_last=2",
-        "amp=\"bf16\"",
-        "device=\"cpu\"",
+        'amp="bf16"',
+        'device="cpu"',
     ]
     cmd = [sys.executable, "-m", "overparam_sklearn.pfn.train", "--out", str(out)]
     cmd += ["--steps", "100000", "--threads", "1", "--verbose", "0", "--set", *sets]
@@ -398,6 +398,11 @@ def test_one_shot_run_killed_resumed_exported_and_loaded(tmp_path):
     assert main(["--out", str(out), "--steps", str(killed_at + 3), "--verbose", "0"]) == 0
     hist = json.loads((out / "history.json").read_text())
     assert hist[-1]["step"] == killed_at + 3
+    # settings given when the run started and not repeated on resume are kept (not the preset's)
+    state = json.loads(
+        (out / json.loads((out / "latest.json").read_text())["dir"] / "state.json").read_text()
+    )
+    assert state["config"]["avg_last"] == 2 and state["config"]["ckpt_every"] == 1
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert set(manifest) == {"regression.pt", "regression.json"}
     reg = PFNRegressor(n_estimators=1, weights=str(out / "export" / "regression.json"))

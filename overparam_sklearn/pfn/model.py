@@ -289,9 +289,7 @@ class PFNTransformer(nn.Module):
         the output head runs on the query rows only. Returns logits (B, N - n_ctx, n_out).
         """
         n_ctx = int(n_ctx)
-        return self.predict_queries(
-            self.encode_context(x[:, :n_ctx], y[:, :n_ctx]), x[:, n_ctx:]
-        )
+        return self.predict_queries(self.encode_context(x[:, :n_ctx], y[:, :n_ctx]), x[:, n_ctx:])
 
     def predict_queries(self, cache, x_query):
         """Output logits (B, m, n_out) for queries (B, m, d_max) given :meth:`encode_context`."""

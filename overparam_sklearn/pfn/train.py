@@ -497,7 +497,9 @@ def average_checkpoints(out_dir, last):
     return avg, [s["step"] for s in states]
 
 
-def train(config, out_dir, resume=True, verbose=0, max_seconds=None, init_from=None):
+def train(
+    config, out_dir, resume=True, verbose=0, max_seconds=None, init_from=None, overrides=None
+):
     """Train (or resume) a PFN; returns the model (the last state, not the average).
 
     Checkpoints go to ``out_dir/ckpt`` (see above) every ``ckpt_every`` steps and every
@@ -507,7 +509,10 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None, init_from=N
     that the learning-rate schedule ends within the budget. ``init_from`` (the ``.json`` or
     ``.pt`` of exported weights) starts a new run from those weights instead of a random
     initialisation (the architecture comes from the weights). A run with a checkpoint in
-    ``out_dir`` resumes from it and ignores ``init_from``. At the end the weights (averaged over
+    ``out_dir`` resumes from it and ignores ``init_from``; its config comes from the checkpoint,
+    except the schedule settings of ``_RESCHEDULABLE`` (steps, checkpoint and validation
+    intervals, device, amp, prefetch, avg_last), taken from ``config`` (only those named in
+    ``overrides`` when it is given). At the end the weights (averaged over
     the last ``avg_last`` checkpoints) are exported to ``out_dir/export`` with their manifest.
 
     ``device`` (config) is where the network runs and the prior is sampled (``"cpu"``,
@@ -522,8 +527,9 @@ def train(config, out_dir, resume=True, verbose=0, max_seconds=None, init_from=N
     if ck is not None:
         saved, model_state, opt_states, step, history = ck
         # architecture and prior come from the checkpoint; schedule settings may be extended
+        # (only those named in ``overrides`` when given: the command line passes the keys it set)
         for k in _RESCHEDULABLE:
-            if k in config:
+            if k in config and (overrides is None or k in overrides):
                 saved[k] = config[k]
         for k, v in config.items():  # settings added to the presets after the checkpoint
             saved.setdefault(k, v)
@@ -742,7 +748,6 @@ def export_weights(run_dir, weights_dir, name=None, average=1):
     return pt, js
 
 
-
 def main(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -778,8 +783,10 @@ def main(argv=None):
         print(f"wrote {pt} ({pt.stat().st_size / 2**20:.2f} MiB) and {js}")
         return 0
     config = dict(PRESETS[args.preset], preset=args.preset)
+    overrides = set()
     if args.steps is not None:
         config["steps"] = args.steps
+        overrides.add("steps")
     if args.seed is not None:
         config["seed"] = args.seed
     for kv in args.set:
@@ -787,6 +794,7 @@ def main(argv=None):
         if k not in config:
             p.error(f"unknown config key {k!r}")
         config[k] = json.loads(v)
+        overrides.add(k)
     train(
         config,
         args.out,
@@ -794,6 +802,7 @@ def main(argv=None):
         verbose=args.verbose,
         max_seconds=args.max_seconds,
         init_from=args.init_from,
+        overrides=overrides,
     )
     return 0
 

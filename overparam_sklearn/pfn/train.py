@@ -704,7 +704,8 @@ def _sha256(path):
 def export_weights(run_dir, weights_dir, name=None, average=1):
     """Write ``<name>.pt`` (a state dict of plain tensors) and ``<name>.json`` (config and a
     training summary) from ``run_dir``'s checkpoint, averaged over its last ``average``
-    checkpoints, and record their sha256 in ``weights_dir/manifest.json``."""
+    checkpoints, and record their sha256 in ``weights_dir/manifest.json`` and in
+    ``<file>.sha256`` beside each."""
     run_dir, weights_dir = Path(run_dir), Path(weights_dir)
     ck = _read_checkpoint(run_dir)
     if ck is None:
@@ -745,6 +746,8 @@ def export_weights(run_dir, weights_dir, name=None, average=1):
     manifest[js.name] = _sha256(js)
     with open(manifest_path, "w") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=True)
+    for f in (pt, js):  # beside each file too (sha256sum format), for files copied on their own
+        f.with_name(f.name + ".sha256").write_text(f"{manifest[f.name]}  {f.name}\n")
     return pt, js
 
 

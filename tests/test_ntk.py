@@ -222,7 +222,7 @@ def test_grid_search_on_dask_cluster():
                                                                      device="cpu")),
                         {"ntkregressor__alpha": [0.1, 10.0]}, cv=2)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:  # any free port
         with distributed.Client(cluster):
             with parallel_backend("dask"):
                 grid.fit(X, y)

@@ -30,7 +30,7 @@ from .._backend import (
     rows_per_tile,
     tile_slices,
 )
-from .._linalg import cholesky
+from .._linalg import cho_solve, cholesky
 from ._module import ACTIVATIONS, _SparseDKM
 
 # Monte Carlo draws used by predict_proba (fixed per fit, shared by every row, so that the
@@ -447,27 +447,30 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         al. 2013, Eq. 9-10): ``S = (I + A A^T / s2)^-1`` and ``M = S A y / s2``. ``A A^T`` and
         ``A y`` are accumulated over row tiles, so this is one more linear-time pass.
         """
-        module = self.module_
-        Xt = torch.tensor(X, dtype=module.Z.dtype)
-        Yt = torch.tensor(Y, dtype=module.Z.dtype)
+        # On the fit device (a copy of the CPU module there); the result goes back to module_.
+        module, device = self._module_on_device()
+        dtype = module.Z.dtype
+        Xt = torch.tensor(X, dtype=dtype, device=device)
+        Yt = torch.tensor(Y, dtype=dtype, device=device)
         m = module.Z.shape[0]
-        P = torch.zeros((m, m), dtype=Xt.dtype)
-        r = torch.zeros((m, Yt.shape[1]), dtype=Xt.dtype)
+        P = torch.zeros((m, m), dtype=dtype, device=device)
+        r = torch.zeros((m, Yt.shape[1]), dtype=dtype, device=device)
         with torch.no_grad():
             chols, _ = module.inducing_chain()
-            for sl in tile_slices(Xt.shape[0], rows_per_tile(m, Xt.dtype, n_buffers=8)):
+            for sl in tile_slices(Xt.shape[0], rows_per_tile(m, dtype, n_buffers=8)):
                 A, _ = module.top_features(Xt[sl], chols)
                 P += A @ A.T
                 r += A @ Yt[sl]
-            eye = torch.eye(m, dtype=Xt.dtype)
+            eye = torch.eye(m, dtype=dtype, device=device)
+            target = self.module_
             for c, s2 in enumerate(module.noise()):
-                precision = eye + P / s2
-                chol_p = cholesky(precision, "the output layer's posterior precision")
-                module.q_mean[:, c] = torch.cholesky_solve(r[:, c:c + 1] / s2, chol_p)[:, 0]
-                cov = torch.cholesky_inverse(chol_p)
+                chol_p = cholesky(eye + P / s2, "the output layer's posterior precision")
+                mean = cho_solve(chol_p, r[:, c:c + 1] / s2)[:, 0]
+                cov = cho_solve(chol_p, eye)
                 chol_s = cholesky((cov + cov.T) / 2, "the output layer's posterior covariance")
-                module.q_offdiag[c] = torch.tril(chol_s, -1)
-                module.q_logdiag[c] = torch.log(torch.diagonal(chol_s))
+                target.q_mean[:, c] = mean.cpu()
+                target.q_offdiag[c] = torch.tril(chol_s, -1).cpu()
+                target.q_logdiag[c] = torch.log(torch.diagonal(chol_s)).cpu()
 
     def predict(self, X, return_std=False):
         """Predictive mean (and standard deviation) of the target.

@@ -37,6 +37,7 @@ from ._backend import (
     numpy_dtype,
     resolve_device,
     resolve_dtype,
+    standardize_targets,
     to_numpy,
     to_tensor,
 )
@@ -385,14 +386,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         y = np.asarray(y, dtype=dtype)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        if self.normalize_y:
-            self._y_mean = Y.mean(axis=0)
-            std = Y.std(axis=0)
-            self._y_std = np.where(std > 0, std, 1.0)
-        else:
-            self._y_mean = np.zeros(Y.shape[1], dtype=dtype)
-            self._y_std = np.ones(Y.shape[1], dtype=dtype)
-        Y = (Y - self._y_mean) / self._y_std
+        Y, self._y_mean, self._y_std = standardize_targets(Y, self.normalize_y)
         self._fit_targets(X, Y)
         self.log_marginal_likelihood_value_ = None
         self.predictive_df_ = None

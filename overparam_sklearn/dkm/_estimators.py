@@ -28,6 +28,7 @@ from .._backend import (
     resolve_device,
     resolve_dtype,
     rows_per_tile,
+    standardize_targets,
     tile_slices,
 )
 from .._linalg import cho_solve, cholesky
@@ -424,14 +425,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        if self.normalize_y:
-            self.y_mean_ = Y.mean(0)
-            std = Y.std(0)
-            self.y_std_ = np.where(std > 0, std, 1.0)
-        else:
-            self.y_mean_ = np.zeros(Y.shape[1])
-            self.y_std_ = np.ones(Y.shape[1])
-        Yn = (Y - self.y_mean_) / self.y_std_
+        Yn, self.y_mean_, self.y_std_ = standardize_targets(Y, self.normalize_y)
         self._fit_model(X, Yn, Y.shape[1], "gaussian")
         if self.solve_output:
             self._solve_output(X, Yn)

@@ -1,4 +1,4 @@
-"""File helpers shared by the PFN estimator (which verifies weights) and trainer (which exports)."""
+"""File helpers shared by the PFN estimator (verifies weights) and trainer (exports them)."""
 
 import hashlib
 

@@ -312,3 +312,19 @@ def test_cuda_fit_solves_the_output_layer_on_the_device(monkeypatch):
     cpu = SparseDKMRegressor(device="cpu", **kw).fit(X, y)
     assert gpu.module_.Z.device.type == "cpu"  # fitted state lives on the CPU
     np.testing.assert_allclose(gpu.predict(Xs), cpu.predict(Xs), atol=1e-6)
+
+
+def test_transform_feature_names_and_pandas_output():
+    pd = pytest.importorskip("pandas")
+    X, y, Xs = _data(n=40)
+    reg = SparseDKMRegressor(n_inducing=6, max_iter=2, random_state=0)
+    reg.set_output(transform="pandas").fit(X, y)
+    names = reg.get_feature_names_out()
+    np.testing.assert_array_equal(names, [f"sparsedkmregressor{i}" for i in range(6)])
+    out = reg.transform(Xs)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(names)
+    plain = reg.set_output(transform="default").transform(Xs)
+    np.testing.assert_array_equal(out.to_numpy(), plain)
+    clf = SparseDKMClassifier(n_inducing=5, max_iter=1, random_state=0).fit(X, y > 0)
+    assert clf.get_feature_names_out()[0] == "sparsedkmclassifier0"

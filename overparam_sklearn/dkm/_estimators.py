@@ -10,6 +10,7 @@ import torch
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
     RegressorMixin,
     TransformerMixin,
     _fit_context,
@@ -39,7 +40,7 @@ from ._module import ACTIVATIONS, _SparseDKM
 _N_PREDICT_SAMPLES = 256
 
 
-class _BaseSparseDKM(TransformerMixin, BaseEstimator):
+class _BaseSparseDKM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "n_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
@@ -230,6 +231,12 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
                 A, _ = module.top_features(Xt[sl], chols)
                 out.append(A.T)
         return torch.cat(out).cpu().numpy()
+
+    @property
+    def _n_features_out(self):
+        """Number of :meth:`transform` features (one per inducing point), for
+        ``get_feature_names_out`` (``sparsedkmregressor0``, ...)."""
+        return self.inducing_points_.shape[0]
 
     def inducing_grams(self):
         """The learned inducing Gram matrices ``G_l^{ii}``, one ``(m, m)`` array per layer."""

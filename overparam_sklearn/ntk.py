@@ -570,6 +570,10 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     def decision_function(self, X):
         """Ensemble-mean outputs.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
         Returns
         -------
         scores : ndarray of shape (n_queries,) for two classes (positive means
@@ -581,12 +585,25 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         return mean
 
     def predict(self, X):
-        """Class with the largest ensemble-mean output."""
+        """Class with the largest ensemble-mean output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,)
+        """
         mean, _ = self._outputs(X)
         return self.classes_[np.argmax(mean, axis=1)]
 
     def predict_proba(self, X):
         """Fraction of the infinite ensemble voting for each class (see the class docstring).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
 
         Returns
         -------
@@ -596,7 +613,16 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         return _ensemble_vote_probabilities(mean, np.sqrt(var))
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_queries, n_classes)
+        """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 

@@ -67,7 +67,10 @@ __all__ = [
 class RiskEstimate:
     """Predicted errors of (random-feature) ridge regression and the effective ridges.
 
-    Attributes
+    A frozen record returned by :func:`krr_risk`, :func:`rf_risk` and :func:`optimal_ridge`; its
+    fields are its constructor's parameters.
+
+    Parameters
     ----------
     test_mse : float
         Predicted test mean squared error against noisy labels (``inf`` at an interpolation
@@ -109,6 +112,16 @@ class RiskEstimate:
 
         Useful as a check; both are at round-off level for a converged solution (a ridgeless
         limit, where ``delta / kappa`` is a ``0 / 0`` limit, reports its defining equation).
+
+        Parameters
+        ----------
+        eigenvalues : array-like of shape (M,)
+            The eigenvalues the estimate was computed from.
+
+        Returns
+        -------
+        residual_a, residual_b : float
+            Relative residuals of equations (A) and (B).
         """
         lam = np.asarray(eigenvalues, dtype=np.float64)
         z = _df1(lam, self.gamma)
@@ -454,9 +467,25 @@ def power_law_task(n_eigenvalues, eigen_exponent, target_exponent):
     The synthetic task of Simon et al. (2024) and of ``rf_theory_reference.json`` (spectrum
     ``"aA_bB"``).
 
+    Parameters
+    ----------
+    n_eigenvalues : int
+        ``M``, the number of modes.
+    eigen_exponent : float
+        ``a``: the eigenvalues decay as ``i^-a``.
+    target_exponent : float
+        ``b``: the squared target coefficients decay as ``i^-b``.
+
     Returns
     -------
     eigenvalues, coefficients : ndarray of shape (M,)
+
+    Examples
+    --------
+    >>> from overparam_sklearn.theory import power_law_task
+    >>> lam, v = power_law_task(4, 2.0, 2.0)
+    >>> lam.tolist(), v.tolist()
+    ([1.0, 0.25, 0.1111111111111111, 0.0625], [1.0, 0.5, 0.3333333333333333, 0.25])
     """
     i = np.arange(1, int(n_eigenvalues) + 1, dtype=np.float64)
     return i ** (-float(eigen_exponent)), np.sqrt(i ** (-float(target_exponent)))

@@ -239,7 +239,13 @@ class _BaseSparseDKM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self.inducing_points_.shape[0]
 
     def inducing_grams(self):
-        """The learned inducing Gram matrices ``G_l^{ii}``, one ``(m, m)`` array per layer."""
+        """The learned inducing Gram matrices ``G_l^{ii}``, one per learned layer.
+
+        Returns
+        -------
+        grams : list of ndarray of shape (n_inducing, n_inducing)
+            ``n_hidden - 1`` matrices, from the second hidden layer up.
+        """
         check_is_fitted(self)
         with torch.no_grad():
             chols, _ = self.module_.inducing_chain()
@@ -620,7 +626,16 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         return proba.numpy()
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
         return np.log(self.predict_proba(X))
 
     def predict(self, X):

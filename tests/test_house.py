@@ -87,11 +87,12 @@ def test_pfn_dtype_float64_agrees_with_float32():
 
 
 # ------------------------------------------------------------------------------------ layering
-# DESIGN.md: data flows one way. _backend is the floor; _linalg may use it; kernels/ may use both;
-# each method (an estimator module or package) may use all three and its own files, never another
-# method; only the package's __init__ / __main__ see everything.
+# DESIGN.md: data flows one way. _validation (input checks) is the floor, then _backend, _linalg
+# and kernels/, each may use the ones before it; each method (an estimator module or package) may
+# use all four and its own files, never another method; only the package's __init__ / __main__
+# see everything.
 _PACKAGE = Path(overparam_sklearn.__file__).resolve().parent
-_FLOOR = {"_backend": 0, "_linalg": 1, "kernels": 2}
+_FLOOR = {"_validation": 0, "_backend": 1, "_linalg": 2, "kernels": 3}
 
 
 def _module_name(path):
@@ -132,11 +133,11 @@ def _group(module):
     """(rank, group): the layer a module belongs to and the unit it may import freely within."""
     parts = module.split(".")
     if len(parts) == 1 or parts[1] in ("__main__",):
-        return 4, "top"
+        return 5, "top"
     head = parts[1]
     if head in _FLOOR:
         return _FLOOR[head], head
-    return 3, head  # a method: ntk, random_features, theory, pfn, data_diet, dkm
+    return 4, head  # a method: ntk, random_features, theory, pfn, data_diet, dkm
 
 
 def test_layering_is_one_way():

@@ -32,6 +32,7 @@ from .._backend import (
     rows_per_tile,
     standardize_targets,
     tile_slices,
+    to_tensor,
     usable_device,
 )
 from .._linalg import cho_solve, cholesky
@@ -118,7 +119,7 @@ class _BaseSparseDKM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
             "reduce n_inducing or use dtype='float32'.",
         )
         jitter = 1e-6 if dtype == torch.float64 else 1e-4
-        Xt = torch.tensor(X, dtype=dtype, device=self.device_)
+        Xt = to_tensor(X, self.device_, dtype)
         Yt = torch.tensor(targets, device=self.device_)
         if Yt.is_floating_point():
             Yt = Yt.to(dtype)
@@ -195,7 +196,7 @@ class _BaseSparseDKM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
         X = validate_data(self, X, reset=False)
         module, device = self._module_on_device()
         dtype = module.Z.dtype
-        return torch.tensor(X, dtype=dtype, device=device), module
+        return to_tensor(X, device, dtype), module
 
     def _marginals(self, X):
         """q(f) mean and variance at the rows of X, in row tiles."""
@@ -466,7 +467,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         # On the fit device (a copy of the CPU module there); the result goes back to module_.
         module, device = self._module_on_device()
         dtype = module.Z.dtype
-        Xt = torch.tensor(X, dtype=dtype, device=device)
+        Xt = to_tensor(X, device, dtype)
         Yt = torch.tensor(Y, dtype=dtype, device=device)
         m = module.Z.shape[0]
         P = torch.zeros((m, m), dtype=dtype, device=device)

@@ -171,3 +171,14 @@ def test_estimators_run_with_the_policy_threads(three_threads, monkeypatch):
     NTKRegressor(alpha=0.1, device="cpu", n_threads=2).fit(X, y).predict(X)
     assert set(seen) == {2}
     assert torch.get_num_threads() == 3
+
+
+def test_import_does_not_import_skorch():
+    # skorch is slow to import and only the data-diet scorers need it (inside fit).
+    import subprocess
+    import sys
+
+    code = "import sys, overparam_sklearn; print('skorch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    assert out.stdout.strip() == "False"

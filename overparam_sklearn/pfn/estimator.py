@@ -8,7 +8,9 @@ the stored context and reads off the posterior predictive of every query in one 
 
 import functools
 import hashlib
+import itertools
 import json
+import warnings
 from numbers import Integral
 from pathlib import Path
 
@@ -190,6 +192,18 @@ def _standardize_fit(X, zero_constant=True):
 #: whichever other queries are predicted with it and wherever it sits in the block.
 _QUERY_BLOCK = 128
 
+#: Members added automatically so that every feature reaches the network; beyond this the user is
+#: warned and asked to raise ``n_estimators``.
+_MAX_AUTO_MEMBERS = 32
+
+#: Eigenvalues of the standardised feature covariance below this fraction of the largest are
+#: treated as exact linear dependences (not whitened: that would amplify round-off).
+_PCA_RTOL = 1e-9
+
+#: ``multi_class="auto"`` couples pairwise binary problems up to this many classes (the cost
+#: grows as k (k - 1) / 2 contexts) and asks the network for all classes at once above it.
+_AUTO_PAIRWISE_MAX_CLASSES = 10
+
 
 def _query_logits(model, cache, q_x, device):
     """Logits (m, n_out) of the queries ``q_x`` (m, d_max), evaluated in fixed-size blocks."""
@@ -204,13 +218,347 @@ def _query_logits(model, cache, q_x, device):
     return torch.cat(out)
 
 
+def _stacking_weights(loglik, n_iter=200):
+    """Mixture weights of the members maximising the held-out log score.
+
+    ``loglik`` (n_points, n_members): log predictive density of each held-out point under each
+    member. Stacking of predictive distributions (Yao, Vehtari, Simpson & Gelman, Bayesian
+    Analysis 2018, eq. 4): maximise ``sum_i log sum_m w_m p_m(y_i)`` over the simplex, here by
+    EM (responsibilities, then ``w = mean responsibility``), which increases it monotonically.
+    """
+    n, m = loglik.shape
+    w = np.full(m, 1.0 / m)
+    lik = np.exp(loglik - loglik.max(1, keepdims=True))
+    for _ in range(n_iter):
+        r = w * lik
+        r /= r.sum(1, keepdims=True)
+        w = r.mean(0)
+    return w
+
+
+def _pairwise_coupling(r):
+    """Class probabilities (n, k) from pairwise probabilities ``r[:, i, j] = P(i | i or j)``.
+
+    Wu, Lin & Weng, "Probability estimates for multi-class classification by pairwise coupling"
+    (JMLR 2004), method 2 (eq. 21), as in libsvm: minimise ``sum_i sum_{j != i}
+    (r_ji p_i - r_ij p_j)^2`` subject to ``sum_i p_i = 1``, a (k + 1) x (k + 1) linear system.
+    """
+    n, k, _ = r.shape
+    off = ~np.eye(k, dtype=bool)
+    rt = np.swapaxes(r, 1, 2)  # rt[:, i, j] = r_ji
+    Q = -rt * r
+    Q[:, ~off] = 0.0
+    Q[:, np.arange(k), np.arange(k)] = np.where(off, rt**2, 0.0).sum(2)
+    A = np.zeros((n, k + 1, k + 1))
+    A[:, :k, :k] = Q
+    A[:, :k, k] = 1.0
+    A[:, k, :k] = 1.0
+    b = np.zeros((n, k + 1))
+    b[:, k] = 1.0
+    p = np.linalg.solve(A, b[..., None])[:, :k, 0]
+    p = np.clip(p, 0.0, None)
+    return p / p.sum(1, keepdims=True)
+
+
+def _relevance(Z, y, task):
+    """Per-column relevance to the target: the larger of |Pearson| and |Spearman| correlation
+    (regression), the correlation ratio (between-class share of the variance; classification)."""
+    Z = np.asarray(Z, dtype=np.float64)
+    Zc = Z - Z.mean(0)
+    ss = (Zc**2).sum(0)
+    ok = ss > 0
+    if task == "classification":
+        between = np.zeros(Z.shape[1])
+        for c in np.unique(y):
+            rows = y == c
+            between += rows.sum() * Zc[rows].mean(0) ** 2
+        return np.where(ok, between / np.where(ok, ss, 1.0), 0.0)
+
+    def corr(A, b):
+        A = A - A.mean(0)
+        b = b - b.mean()
+        den = np.sqrt((A**2).sum(0) * (b**2).sum())
+        return np.abs(A.T @ b) / np.where(den > 0, den, np.inf)
+
+    ranks = np.argsort(np.argsort(Z, 0), 0).astype(np.float64)
+    y_rank = np.argsort(np.argsort(y)).astype(np.float64)
+    return np.where(ok, np.maximum(corr(Z, y.astype(np.float64)), corr(ranks, y_rank)), 0.0)
+
+
+class _Context:
+    """One training set as the network's context: its input representations, the ensemble
+    members and their stacking weights. Plain numpy state (pickles without torch).
+
+    Representations of the inputs (each column standardised on the training set):
+
+    * ``"standard"``: the standardised informative features (constant features and exact
+      duplicates of another feature carry no information and are left out);
+    * ``"quantile"``: normal scores of the same features (``QuantileTransformer``), robust to
+      outliers and skew;
+    * ``"pca"``: the whitened principal components of the standardised features, so that a
+      direction of small variance that the target depends on (strongly correlated inputs, as in
+      designed experiments) reaches the network at unit scale instead of hidden in rounding of
+      a near-duplicate feature.
+
+    The network takes ``d_max`` inputs, so a representation with more columns is split into
+    windows of ``d_max`` columns over members until every column is used.
+    """
+
+    def __init__(self, X, y, *, task, config, estimator, rng, model, device, n_labels=10):
+        n, d = X.shape
+        d_max = int(config["d_max"])
+        max_ctx = (
+            int(config["max_ctx"]) if estimator.max_context is None else int(estimator.max_context)
+        )
+        self.task = task
+        self.d_max = d_max
+        self.y = y
+        normalize = bool(config["normalize_x"])
+        if normalize:
+            mean, scale, constant = _standardize_fit(X)
+        else:
+            mean, scale, constant = np.zeros(d), np.ones(d), np.zeros(d, dtype=bool)
+        self.x_mean, self.x_scale, self.x_constant = mean, scale, constant
+        Z = self._standard(X)
+        # informative features: not constant, not an exact (affine) duplicate of an earlier one
+        cand = np.flatnonzero(~constant)
+        if cand.size:
+            signs = np.sign(Z[:1, cand] + (Z[:1, cand] == 0))  # fold x and -x together
+            _, first = np.unique(np.round(Z[:, cand] * signs, 9), axis=1, return_index=True)
+            self.features = np.sort(cand[first])
+        else:
+            self.features = np.zeros(1, dtype=int)  # all constant: one zero column (the prior)
+        kind = estimator.input_transform
+        if not normalize:
+            kind = "standard"
+        transforms = {
+            "mixed": ["standard", "pca", "quantile"],
+            "standard": ["standard"],
+            "quantile": ["quantile"],
+            "pca": ["pca"],
+        }[kind]
+        if cand.size == 0 or (self.features.size == 1 and "pca" in transforms and kind == "mixed"):
+            transforms = [t for t in transforms if t != "pca"] or ["standard"]
+        self.transforms = transforms
+        Zf = Z[:, self.features]
+        context = {"standard": Zf.astype(np.float32)}
+        if "quantile" in transforms:
+            self.qt = QuantileTransformer(
+                n_quantiles=max(2, min(1000, n)),
+                output_distribution="normal",
+                subsample=None,
+                random_state=0,
+            )
+            Xq = self.qt.fit_transform(X[:, self.features])
+            self.q_mean, self.q_scale, self.q_constant = _standardize_fit(Xq)
+            context["quantile"] = self._quantile(X).astype(np.float32)
+        if "pca" in transforms:
+            # whitening: W = Zf V diag(lambda)^-1/2 over the eigenpairs of the covariance of Zf
+            lam, V = np.linalg.eigh(Zf.T @ Zf / n)
+            lam, V = lam[::-1], V[:, ::-1]
+            keep = lam > _PCA_RTOL * max(lam[0], 1e-300)
+            self.pca_map = V[:, keep] / np.sqrt(lam[keep])
+            context["pca"] = (Zf @ self.pca_map).astype(np.float32)
+        self.context = context
+        width = {t: context[t].shape[1] for t in transforms}
+
+        # members: first the windows that cover every column of every representation, then
+        # extra members (other feature orders or subsets) up to n_estimators
+        raw_cycle = [t for t in transforms if t != "pca"]
+        required = []
+        # windows: with more columns than the network takes, the most target-relevant columns
+        # come first (the member seeing them usually earns the largest stacking weight), the
+        # rest follow in windows of d_max so that every column is used
+        relevance = {}
+        if raw_cycle and context["standard"].shape[1] > d_max:
+            relevance["raw"] = np.argsort(-_relevance(context["standard"], y, task), kind="stable")
+        if "pca" in transforms and width["pca"] > d_max:
+            relevance["pca"] = np.argsort(-_relevance(context["pca"], y, task), kind="stable")
+        spaces = (["raw"] if raw_cycle else []) + (["pca"] if "pca" in transforms else [])
+        space_width = {
+            "raw": context["standard"].shape[1],
+            "pca": width.get("pca", 0),
+        }
+        perms = {}
+        for space in spaces:
+            if space in relevance:
+                perms[space] = relevance[space]
+            elif space == "pca":
+                perms[space] = np.arange(space_width[space])
+            else:
+                perms[space] = rng.permutation(space_width[space])
+        n_win = {space: -(-space_width[space] // d_max) for space in spaces}
+        for w in range(max(n_win.values())):
+            for space in spaces:
+                if w < n_win[space]:
+                    cols = perms[space][w * d_max : (w + 1) * d_max]
+                    if space == "raw":  # raw windows alternate between the raw transforms
+                        required.append((raw_cycle[w % len(raw_cycle)], np.sort(cols)))
+                    else:
+                        required.append(("pca", cols))
+        n_members = max(estimator.n_estimators, len(required))
+        self.n_required = len(required)
+        if n_members > max(estimator.n_estimators, _MAX_AUTO_MEMBERS):
+            n_members = max(estimator.n_estimators, _MAX_AUTO_MEMBERS)
+        members = []
+        for m in range(n_members):
+            if m < len(required):
+                transform, cols = required[m]
+            else:
+                transform = transforms[m % len(transforms)]
+                if width[transform] <= d_max:
+                    cols = rng.permutation(width[transform])
+                else:
+                    cols = rng.permutation(rng.choice(width[transform], d_max, replace=False))
+            ctx_rows = (
+                np.arange(n) if n <= max_ctx else np.sort(rng.choice(n, max_ctx, replace=False))
+            )
+            member = {"features": np.asarray(cols), "context": ctx_rows, "transform": transform}
+            if task == "classification":
+                member["labels"] = np.arange(n_labels) if m == 0 else rng.permutation(n_labels)
+            members.append(member)
+        self.members = members
+        # columns reached: the raw features (standard and quantile members share them) and the
+        # principal components
+        self.n_used = {}
+        for space in ("raw", "pca"):
+            ts = [t for t in transforms if (t == "pca") == (space == "pca")]
+            if ts:
+                cols = [m["features"] for m in members if m["transform"] in ts]
+                self.n_used[space] = len(np.unique(np.concatenate(cols))) if cols else 0
+        self.width = width
+        self.weights = self._fit_weights(model, device, rng, max_ctx)
+
+    # -- representations -------------------------------------------------------------------
+    def _standard(self, X):
+        Z = (X - self.x_mean) / self.x_scale
+        Z[:, self.x_constant] = 0.0
+        return Z
+
+    def _quantile(self, X):
+        Z = (self.qt.transform(X[:, self.features]) - self.q_mean) / self.q_scale
+        Z[:, self.q_constant] = 0.0
+        return Z
+
+    def represent(self, X):
+        Zf = self._standard(X)[:, self.features]
+        out = {"standard": Zf.astype(np.float32)}
+        if "quantile" in self.transforms:
+            out["quantile"] = self._quantile(X).astype(np.float32)
+        if "pca" in self.transforms:
+            out["pca"] = (Zf @ self.pca_map).astype(np.float32)
+        return out
+
+    def _inputs(self, rep, member, rows=None):
+        Z = rep[member["transform"]]
+        Z = Z[:, member["features"]] if rows is None else Z[np.ix_(rows, member["features"])]
+        out = np.zeros((Z.shape[0], self.d_max), dtype=np.float32)
+        out[:, : Z.shape[1]] = Z
+        return out
+
+    def _targets(self, member, rows):
+        y = self.y[rows]
+        if self.task == "classification":
+            return member["labels"][y]
+        return y
+
+    # -- network ----------------------------------------------------------------------------
+    def _encode(self, model, device, member, rows):
+        x = self._inputs(self.context, member, rows)
+        y = np.ascontiguousarray(self._targets(member, rows))
+        return model.encode_context(
+            torch.as_tensor(x, device=device)[None], torch.as_tensor(y, device=device)[None]
+        )
+
+    def member_output(self, logits, member, k):
+        """Regression: bucket probabilities; classification: probabilities of the k labels."""
+        logits = logits.double()
+        if self.task == "classification":
+            idx = torch.as_tensor(member["labels"][:k], device=logits.device)
+            logits = logits[:, idx]
+        return torch.softmax(logits, -1).cpu()
+
+    def _fit_weights(self, model, device, rng, max_ctx):
+        """Stacking weights from held-out predictions on the training set (two folds for
+        n <= 300, else 200 held-out points against the rest)."""
+        n = self.y.shape[0]
+        M = len(self.members)
+        if M == 1 or n < 8:
+            return np.full(M, 1.0 / M)
+        perm = rng.permutation(n)
+        if n <= 300:
+            half = n // 2
+            folds = [(perm[:half], perm[half:]), (perm[half:], perm[:half])]
+        else:  # 200 held-out points against (at most) 500 others keep this cheap
+            folds = [(perm[:200], perm[200:700])]
+        k = int(self.y.max()) + 1 if self.task == "classification" else None
+        loglik = []
+        with torch.inference_mode():
+            for member in self.members:
+                ll = []
+                for held, rest in folds:
+                    rest = np.sort(rest)
+                    if rest.size > max_ctx:
+                        rest = np.sort(rng.choice(rest, max_ctx, replace=False))
+                    cache = self._encode(model, device, member, rest)
+                    q = self._inputs(self.context, member, held)
+                    p = self.member_output(_query_logits(model, cache, q, device), member, k)
+                    if self.task == "classification":
+                        lp = torch.log(p[torch.arange(len(held)), torch.as_tensor(self.y[held])])
+                    else:
+                        lp = model.bar.logpdf(
+                            p, torch.as_tensor(self.y[held], dtype=torch.float64)
+                        )
+                    ll.append(lp.clamp_min(-50.0).numpy())
+                loglik.append(np.concatenate(ll))
+        w = _stacking_weights(np.stack(loglik, 1))
+        # members with a negligible weight are dropped from prediction (they cost as much as
+        # the others); the rest are renormalised
+        w = np.where(w < 0.02, 0.0, w)
+        return w / w.sum()
+
+    def iter_outputs(self, model, device, X, batch_size, k=None, verbose=0, name=""):
+        """Yield (member index, query slice, member output (m, n_out) float64 on CPU)."""
+        rep = self.represent(X)
+        for i, member in enumerate(self.members):
+            if self.weights[i] == 0.0:
+                continue
+            with torch.inference_mode():
+                cache = self._encode(model, device, member, member["context"])
+                q_x = self._inputs(rep, member)
+                for sl in tile_slices(q_x.shape[0], batch_size):
+                    logits = _query_logits(model, cache, q_x[sl], device)
+                    yield i, sl, self.member_output(logits, member, k)
+            if verbose:
+                print(f"[{name}] ensemble member {i + 1}/{len(self.members)} done")
+
+    def coverage_warning(self, name, n_features_in):
+        """A warning text when some informative columns reach no member (None otherwise)."""
+        n_raw = self.features.size
+        parts = []
+        if "raw" in self.n_used and self.n_used["raw"] < n_raw:
+            parts.append(
+                f"{self.n_used['raw']} of the {n_raw} informative features (of {n_features_in})"
+            )
+        if "pca" in self.n_used and self.n_used["pca"] < self.width["pca"]:
+            parts.append(f"{self.n_used['pca']} of {self.width['pca']} principal components")
+        if not parts:
+            return None
+        return (
+            f"{name}: the network takes {self.d_max} inputs per ensemble member, and the "
+            f"{len(self.members)} members use only " + " and ".join(parts) + "; set "
+            f"n_estimators={self.n_required} (slower) so that every feature reaches the model, "
+            "or reduce the features first (e.g. PCA in a Pipeline)."
+        )
+
+
 class _PFNBase(BaseEstimator):
     _task = None
 
     _parameter_constraints = {
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
         "max_context": [Interval(Integral, 1, None, closed="left"), None],
-        "input_transform": [StrOptions({"mixed", "standard", "quantile"})],
+        "input_transform": [StrOptions({"mixed", "standard", "quantile", "pca"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "weights": [str, Path, None],
         "device": DEVICE_OPTIONS,
@@ -240,113 +588,46 @@ class _PFNBase(BaseEstimator):
         self.verbose = verbose
 
     # -- fit ---------------------------------------------------------------------------------
-    def _fit_common(self, X, y_encoded):
-        """Store the standardised context and draw the ensemble members."""
-        self.device_ = resolve_device(self.device)
+    def _load(self):
+        device = resolve_device(self.device)
         json_path = _resolve_weights(self.weights, self._task)
         config, _ = _load_state(str(json_path))
         if config["task"] != self._task:
             raise ValueError(f"{json_path} holds a {config['task']} PFN, not a {self._task} one")
-        self.weights_path_ = str(json_path)
+        _, model = _load_model(str(json_path), str(device))
+        return device, str(json_path), config, model
+
+    def _make_context(self, X, y, config, rng, model, device, n_labels=10):
+        ctx = _Context(
+            X,
+            y,
+            task=self._task,
+            config=config,
+            estimator=self,
+            rng=rng,
+            model=model,
+            device=device,
+            n_labels=n_labels,
+        )
+        msg = ctx.coverage_warning(type(self).__name__, X.shape[1])
+        if msg:
+            warnings.warn(msg, UserWarning, stacklevel=3)
+        return ctx
+
+    def _finish_fit(self, device, json_path, config, contexts):
+        self.device_ = device
+        self.weights_path_ = json_path
         self.model_config_ = {
             k: config[k] for k in ("task", "d_max", "max_ctx", "normalize_x", "normalize_y")
         }
-        n, d = X.shape
-        d_max = int(config["d_max"])
-        max_ctx = int(config["max_ctx"]) if self.max_context is None else int(self.max_context)
-        normalize = bool(config["normalize_x"])
-        if normalize:
-            self.x_mean_, self.x_scale_, self.x_constant_ = _standardize_fit(X)
-        else:
-            self.x_mean_, self.x_scale_, self.x_constant_ = (
-                np.zeros(d),
-                np.ones(d),
-                np.zeros(d, dtype=bool),
-            )
-        self.X_ = self._standard(X).astype(np.float32)
-        if normalize and self.input_transform != "standard":
-            qt = QuantileTransformer(
-                n_quantiles=max(2, min(1000, n)),
-                output_distribution="normal",
-                subsample=None,
-                random_state=0,
-            )
-            Xq = qt.fit_transform(X)
-            self.quantile_transformer_ = qt
-            self.q_mean_, self.q_scale_, self.q_constant_ = _standardize_fit(Xq)
-            Xq = (Xq - self.q_mean_) / self.q_scale_
-            Xq[:, self.q_constant_] = 0.0
-            self.Xq_ = Xq.astype(np.float32)
-        else:
-            self.quantile_transformer_ = None
-        rng = check_random_state(self.random_state)
-        perm_all = rng.permutation(d)
-        members = []
-        for m in range(self.n_estimators):
-            if d <= d_max:
-                features = np.arange(d) if m == 0 else rng.permutation(d)
-            else:  # more features than the network takes: consecutive windows of one permutation,
-                # so that the members together cover every feature
-                window = perm_all[(m * d_max + np.arange(d_max)) % d]
-                features = np.sort(window) if m % 2 == 0 else rng.permutation(window)
-            context = (
-                np.arange(n) if n <= max_ctx else np.sort(rng.choice(n, max_ctx, replace=False))
-            )
-            if self.quantile_transformer_ is None or self.input_transform == "standard":
-                transform = "standard"
-            elif self.input_transform == "quantile":
-                transform = "quantile"
-            else:
-                transform = "standard" if m % 2 == 0 else "quantile"
-            member = {"features": features, "context": context, "transform": transform}
-            if self._task == "classification":
-                member["labels"] = np.arange(10) if m == 0 else rng.permutation(10)
-            members.append(member)
-        self.members_ = members
-        self.y_context_ = y_encoded
-        return self
+        self.contexts_ = contexts
+        self.members_ = [m for c in contexts for m in c.members]
+        self.member_weights_ = np.concatenate([c.weights for c in contexts])
+        first = contexts[0]
+        self.X_ = first.context["standard"]
 
-    def _standard(self, X):
-        Z = (X - self.x_mean_) / self.x_scale_
-        Z[:, self.x_constant_] = 0.0
-        return Z
-
-    def _quantile_inputs(self, X):
-        Z = (self.quantile_transformer_.transform(X) - self.q_mean_) / self.q_scale_
-        Z[:, self.q_constant_] = 0.0
-        return Z
-
-    def _member_inputs(self, Z, member):
-        """Transformed inputs ``Z`` restricted to the member's features, zero-padded to d_max."""
-        Z = Z[:, member["features"]]
-        out = np.zeros((Z.shape[0], self.model_config_["d_max"]), dtype=np.float32)
-        out[:, : Z.shape[1]] = Z
-        return out
-
-    # -- predict -----------------------------------------------------------------------------
-    def _iter_member_outputs(self, X):
-        """Yield (member index, query slice, probabilities (m, n_out) float64 on CPU)."""
-        _, model = _load_model(self.weights_path_, str(self.device_))
-        device = self.device_
-        Z = {"standard": self._standard(X)}
-        if any(m["transform"] == "quantile" for m in self.members_):
-            Z["quantile"] = self._quantile_inputs(X)
-        context = {"standard": self.X_, "quantile": getattr(self, "Xq_", None)}
-        for i, member in enumerate(self.members_):
-            ctx_idx = member["context"]
-            ctx_x = self._member_inputs(context[member["transform"]][ctx_idx], member)
-            ctx_y = np.ascontiguousarray(self._member_targets(ctx_idx, member))
-            q_x = self._member_inputs(Z[member["transform"]], member)
-            with torch.inference_mode():
-                cache = model.encode_context(
-                    torch.as_tensor(ctx_x, device=device)[None],
-                    torch.as_tensor(ctx_y, device=device)[None],
-                )
-                for sl in tile_slices(q_x.shape[0], self.batch_size):
-                    logits = _query_logits(model, cache, q_x[sl], device)
-                    yield i, sl, self._member_probs(logits.double(), member)
-            if self.verbose:
-                print(f"[{type(self).__name__}] ensemble member {i + 1}/{len(self.members_)} done")
+    def _model(self):
+        return _load_model(self.weights_path_, str(self.device_))[1]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -432,22 +713,20 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         self : PFNRegressor
         """
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
-        json_path = _resolve_weights(self.weights, self._task)
-        config, _ = _load_state(str(json_path))
+        device, json_path, config, model = self._load()
         if config.get("normalize_y", True):
-            self.y_mean_ = float(y.mean())
+            y_mean = float(y.mean())
             std = float(y.std())
-            self.y_scale_ = std if std > 1e-12 * (1.0 + abs(self.y_mean_)) else 1.0
+            y_scale = std if std > 1e-12 * (1.0 + abs(y_mean)) else 1.0
         else:
-            self.y_mean_, self.y_scale_ = 0.0, 1.0
-        y_std = ((y - self.y_mean_) / self.y_scale_).astype(np.float32)
-        return self._fit_common(X, y_std)
-
-    def _member_targets(self, ctx_idx, member):
-        return self.y_context_[ctx_idx]
-
-    def _member_probs(self, logits, member):
-        return torch.softmax(logits, -1).cpu()
+            y_mean, y_scale = 0.0, 1.0
+        y_std = ((y - y_mean) / y_scale).astype(np.float32)
+        rng = check_random_state(self.random_state)
+        context = self._make_context(X, y_std, config, rng, model, device)
+        self.y_mean_, self.y_scale_ = y_mean, y_scale
+        self.y_context_ = y_std
+        self._finish_fit(device, json_path, config, [context])
+        return self
 
     def _bar(self):
         _, model = _load_model(self.weights_path_, "cpu")
@@ -469,14 +748,22 @@ class PFNRegressor(RegressorMixin, _PFNBase):
             probs = np.zeros((n, n_bars))
         mean = np.zeros(n)
         second = np.zeros(n)
-        n_m = len(self.members_)
-        for _i, sl, p in self._iter_member_outputs(X):
+        context = self.contexts_[0]
+        for i, sl, p in context.iter_outputs(
+            self._model(),
+            self.device_,
+            X,
+            self.batch_size,
+            verbose=self.verbose,
+            name=type(self).__name__,
+        ):
+            w = context.weights[i]
             if keep:
-                probs[sl] += p.numpy() / n_m
+                probs[sl] += w * p.numpy()
             m = bar.mean(p).numpy()
             v = bar.variance(p).numpy()
-            mean[sl] += m / n_m
-            second[sl] += (v + m**2) / n_m
+            mean[sl] += w * m
+            second[sl] += w * (v + m**2)
         var = np.maximum(second - mean**2, 0.0)
         return (probs if keep else None), mean, var
 
@@ -570,6 +857,36 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     _task = "classification"
 
+    _parameter_constraints = {
+        **_PFNBase._parameter_constraints,
+        "multi_class": [StrOptions({"auto", "pairwise", "direct"})],
+    }
+
+    def __init__(
+        self,
+        n_estimators=4,
+        *,
+        max_context=None,
+        input_transform="mixed",
+        multi_class="auto",
+        batch_size=1024,
+        weights=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            n_estimators,
+            max_context=max_context,
+            input_transform=input_transform,
+            batch_size=batch_size,
+            weights=weights,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+        )
+        self.multi_class = multi_class
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
@@ -585,33 +902,66 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        self.classes_, y_enc = np.unique(y, return_inverse=True)
-        json_path = _resolve_weights(self.weights, self._task)
-        config, _ = _load_state(str(json_path))
+        classes, y_enc = np.unique(y, return_inverse=True)
+        device, json_path, config, model = self._load()
         max_classes = int(config.get("max_classes", 10))
-        if len(self.classes_) > max_classes:
+        if len(classes) > max_classes:
             raise ValueError(
-                f"PFNClassifier supports at most {max_classes} classes, got {len(self.classes_)}"
+                f"PFNClassifier supports at most {max_classes} classes, got {len(classes)}"
             )
-        return self._fit_common(X, y_enc.astype(np.int64))
+        rng = check_random_state(self.random_state)
+        k = len(classes)
+        multi = self.multi_class
+        if multi == "auto":
+            multi = "pairwise" if 2 < k <= _AUTO_PAIRWISE_MAX_CLASSES else "direct"
+        if multi == "pairwise" and k > 2:
+            pairs = list(itertools.combinations(range(k), 2))
+            contexts = []
+            for a, b in pairs:
+                rows = np.flatnonzero((y_enc == a) | (y_enc == b))
+                y_pair = (y_enc[rows] == b).astype(np.int64)
+                contexts.append(
+                    self._make_context(X[rows], y_pair, config, rng, model, device, max_classes)
+                )
+        else:
+            pairs = None
+            contexts = [
+                self._make_context(
+                    X, y_enc.astype(np.int64), config, rng, model, device, max_classes
+                )
+            ]
+        self.classes_ = classes
+        self.pairs_ = pairs
+        self._finish_fit(device, json_path, config, contexts)
+        return self
 
-    def _member_targets(self, ctx_idx, member):
-        return member["labels"][self.y_context_[ctx_idx]]
-
-    def _member_probs(self, logits, member):
-        k = len(self.classes_)
-        idx = torch.as_tensor(member["labels"][:k], device=logits.device)
-        return torch.softmax(logits[:, idx], -1).cpu()
+    def _context_proba(self, context, X, k):
+        out = np.zeros((X.shape[0], k))
+        for i, sl, p in context.iter_outputs(
+            self._model(),
+            self.device_,
+            X,
+            self.batch_size,
+            k=k,
+            verbose=self.verbose,
+            name=type(self).__name__,
+        ):
+            out[sl] += context.weights[i] * p.numpy()
+        return out / out.sum(1, keepdims=True)
 
     def predict_proba(self, X):
         """Posterior predictive class probabilities, shape (n_queries, n_classes)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        out = np.zeros((X.shape[0], len(self.classes_)))
-        for _, sl, p in self._iter_member_outputs(X):
-            out[sl] += p.numpy()
-        out /= len(self.members_)
-        return out / out.sum(1, keepdims=True)
+        k = len(self.classes_)
+        if self.pairs_ is None:
+            return self._context_proba(self.contexts_[0], X, k)
+        r = np.full((X.shape[0], k, k), 0.5)
+        for (a, b), context in zip(self.pairs_, self.contexts_, strict=True):
+            p = self._context_proba(context, X, 2)
+            r[:, a, b] = p[:, 0]
+            r[:, b, a] = p[:, 1]
+        return _pairwise_coupling(np.clip(r, 1e-12, 1.0 - 1e-12))
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`."""

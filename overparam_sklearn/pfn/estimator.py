@@ -1,9 +1,12 @@
 """scikit-learn estimators around the shipped PFN transformers.
 
-``fit`` only validates and standardises the training set and draws the ensemble members (context
-subsets, feature orders or subsets, input transforms); ``predict`` conditions the transformer on
-the stored context and reads off the posterior predictive of every query in one forward pass
-(Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022).
+``fit`` validates and standardises the training set, builds the input representations
+(standardised features, normal scores, whitened principal components), draws the ensemble members
+so that every feature reaches the network, and weighs the members by stacking on held-out
+training points (a few forward passes); ``predict`` conditions the transformer on the stored
+context and reads off the posterior predictive of every query in one forward pass (Müller et al.,
+"Transformers Can Do Bayesian Inference", ICLR 2022). Multi-class problems are composed from
+pairwise binary contexts (Wu, Lin & Weng, JMLR 2004).
 """
 
 import functools
@@ -201,7 +204,7 @@ _MAX_AUTO_MEMBERS = 32
 _PCA_RTOL = 1e-9
 
 #: ``multi_class="auto"`` couples pairwise binary problems up to this many classes (the cost
-#: grows as k (k - 1) / 2 contexts) and asks the network for all classes at once above it.
+#: grows as k (k - 1) / 2 contexts); the shipped networks take at most 10 classes anyway.
 _AUTO_PAIRWISE_MAX_CLASSES = 10
 
 
@@ -644,21 +647,32 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` only stores the
     standardised training set; there is no gradient descent and no hyperparameter fitting.
 
-    The network computes in float32. The shipped model takes at most ``d_max`` = 10 features and
-    1000 context points: with more samples every ensemble member conditions on a random subset of
-    ``max_context`` of them, with more features every member sees a different subset of ``d_max``
-    features; the members' predictive distributions are averaged (a mixture).
+    The network computes in float32. The shipped model takes ``d_max`` = 10 inputs and 1000
+    context points. Each ensemble member sees one representation of the inputs (standardised
+    features, their normal scores, or the whitened principal components of the standardised
+    features) and at most ``d_max`` of its columns; with more columns the members cover them in
+    windows (the most target-relevant first) and members are added, up to 32, until every
+    feature reaches the network; beyond that a warning says how many were used and what
+    ``n_estimators`` would use them all. Constant features and exact (affine) duplicates carry no
+    information and are left out. With more samples than ``max_context`` each member conditions
+    on a random subset. The members' predictive distributions are mixed with stacking weights
+    (Yao et al., Bayesian Analysis 2018) that maximise the log score of held-out training points
+    (two folds for n <= 300, else 200 points against 500 others); members whose weight is below
+    0.02 are dropped, so ``predict`` runs only the members that matter.
 
     Parameters
     ----------
     n_estimators : int, default=4
-        Ensemble members. Members differ in feature order (or feature subset), input transform
-        (see ``input_transform``) and, for large training sets, context subset.
+        Ensemble members (at least; more are added to cover every feature). Members differ in
+        input representation, feature order or subset and, for large training sets, context
+        subset.
     max_context : int or None, default=None
         Context points per member; None uses the model's trained maximum (1000).
-    input_transform : {"mixed", "standard", "quantile"}, default="mixed"
+    input_transform : {"mixed", "standard", "quantile", "pca"}, default="mixed"
         ``"standard"`` standardises each feature; ``"quantile"`` maps it to normal scores
-        (``QuantileTransformer``) first; ``"mixed"`` alternates between the two over members.
+        (``QuantileTransformer``) first; ``"pca"`` uses the whitened principal components of the
+        standardised features (a target that depends on small-variance directions of strongly
+        correlated features becomes visible); ``"mixed"`` uses all three over the members.
     batch_size : int, default=1024
         Queries whose bucket probabilities are held at once (bounds memory). The network itself
         runs on fixed blocks of 128 queries, so a prediction does not depend on ``batch_size``
@@ -680,7 +694,10 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     y_mean_, y_scale_ : float
         Target standardisation.
     members_ : list of dict
-        Feature indices, context indices and input transform of each member.
+        Representation (``"transform"``), its column indices (``"features"``) and context
+        indices of each member.
+    member_weights_ : ndarray of shape (n_members,)
+        Stacking weights of the members (sum to one; zero for dropped members).
     device_ : torch.device
     n_features_in_ : int
 
@@ -817,18 +834,28 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     A transformer trained on classification datasets whose labels come from latent Gaussian-process
     and random-MLP functions returns the posterior predictive class probabilities of every query
-    given the training set as context (Müller et al., ICLR 2022). ``fit`` only stores the
-    standardised training set. The network computes in float32.
+    given the training set as context (Müller et al., ICLR 2022). ``fit`` only standardises the
+    training set, draws the ensemble members and weighs them on held-out training points (as in
+    :class:`PFNRegressor`, whose notes on features, representations and stacking apply). With
+    more than two classes each pair of classes is by default its own binary context (with its own
+    standardisation, so the features are scaled to the pair that they must separate), and the
+    pairwise probabilities are coupled into class probabilities (Wu, Lin & Weng, JMLR 2004,
+    method 2, as in libsvm). The network computes in float32.
 
     Parameters
     ----------
     n_estimators : int, default=4
-        Ensemble members; they differ in feature order (or subset), input transform, the
-        assignment of classes to the network's label ids and, for large training sets, the
-        context subset. Their class probabilities are averaged.
+        Ensemble members per context (at least; more are added to cover every feature); they
+        differ in representation, feature order or subset, the assignment of classes to the
+        network's label ids and, for large training sets, the context subset.
     max_context : int or None, default=None
         Context points per member; None uses the model's trained maximum (1000).
-    input_transform : {"mixed", "standard", "quantile"}, default="mixed"
+    input_transform : {"mixed", "standard", "quantile", "pca"}, default="mixed"
+    multi_class : {"auto", "pairwise", "direct"}, default="auto"
+        ``"pairwise"``: one binary context per pair of classes, coupled (k (k - 1) / 2 contexts:
+        on ``load_iris`` in-sample accuracy 0.99 against 0.85, on ``load_digits`` with 500
+        training points test accuracy 0.875 against 0.79, at about 20x the cost of ``"direct"``);
+        ``"direct"``: one context with all classes; ``"auto"``: pairwise for 3 to 10 classes.
     batch_size : int, default=1024
     weights : str or None, default=None
         None for the shipped weights, or the path of an exported ``.json`` config.
@@ -842,6 +869,11 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     X_ : ndarray of shape (n_samples, n_features)
         The standardised training inputs (the context), float32.
     members_ : list of dict
+        The members of all contexts, in order.
+    member_weights_ : ndarray of shape (n_members,)
+        Stacking weights (summing to one within each context).
+    pairs_ : list of (int, int) or None
+        The class-index pair of each context (None for a single multi-class context).
     device_ : torch.device
     n_features_in_ : int
 

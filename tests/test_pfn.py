@@ -403,18 +403,25 @@ def test_many_features_and_samples_use_subset_ensembles():
 def test_every_feature_of_digits_reaches_the_model():
     """Issue 16: 64 features, the network takes 10 per member; the members cover them all."""
     X, y = load_digits(return_X_y=True)
-    X, y = X[:300], y[:300]
+    X, y = X[:200], y[:200]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no coverage warning
         clf = PFNClassifier(random_state=0, device="cpu").fit(X, y)
-    (context,) = clf.contexts_
-    informative = np.flatnonzero(X.std(0) > 0)
-    np.testing.assert_array_equal(context.features, informative)  # constant pixels dropped
-    raw = np.concatenate([m["features"] for m in clf.members_ if m["transform"] != "pca"])
-    assert set(context.features[raw].tolist()) == set(informative.tolist())
-    pcs = np.concatenate([m["features"] for m in clf.members_ if m["transform"] == "pca"])
-    assert set(pcs.tolist()) == set(range(context.pca_map.shape[1]))
-    assert clf.score(X, y) > 0.8
+    assert len(clf.contexts_) == 45  # one per pair of digits
+    union = set()
+    for (a, b), context in zip(clf.pairs_, clf.contexts_, strict=True):
+        rows = (y == a) | (y == b)
+        informative = np.flatnonzero(X[rows].std(0) > 0)
+        # constant pixels dropped; exact duplicates (rare) too
+        assert set(context.features) <= set(informative)
+        assert len(context.features) >= len(informative) - 2
+        raw = np.concatenate([m["features"] for m in context.members if m["transform"] != "pca"])
+        assert set(context.features[raw].tolist()) == set(context.features.tolist())
+        pcs = np.concatenate([m["features"] for m in context.members if m["transform"] == "pca"])
+        assert set(pcs.tolist()) == set(range(context.pca_map.shape[1]))
+        union |= set(context.features.tolist())
+    assert union == set(np.flatnonzero(X.std(0) > 0).tolist())
+    assert clf.score(X[:100], y[:100]) > 0.8
 
 
 def test_too_many_features_warn_with_counts():

@@ -497,24 +497,33 @@ class _Context:
         k = int(self.y.max()) + 1 if self.task == "classification" else None
         loglik = []
         with torch.inference_mode():
-            for member in self.members:
+            for held, rest in folds:
+                rest = np.sort(rest)
+                if rest.size > max_ctx:
+                    rest = np.sort(rng.choice(rest, max_ctx, replace=False))
                 ll = []
-                for held, rest in folds:
-                    rest = np.sort(rest)
-                    if rest.size > max_ctx:
-                        rest = np.sort(rng.choice(rest, max_ctx, replace=False))
-                    cache = self._encode(model, device, member, rest)
-                    q = self._inputs(self.context, member, held)
-                    p = self.member_output(_query_logits(model, cache, q, device), member, k)
-                    if self.task == "classification":
-                        lp = torch.log(p[torch.arange(len(held)), torch.as_tensor(self.y[held])])
-                    else:
-                        lp = model.bar.logpdf(
-                            p, torch.as_tensor(self.y[held], dtype=torch.float64)
-                        )
-                    ll.append(lp.clamp_min(-50.0).numpy())
-                loglik.append(np.concatenate(ll))
-        w = _stacking_weights(np.stack(loglik, 1))
+                # all members in one batched pass per chunk of members (one dataset per member)
+                for start in range(0, M, 16):
+                    chunk = self.members[start : start + 16]
+                    x = np.stack([self._inputs(self.context, m, rest) for m in chunk])
+                    y = np.stack([self._targets(m, rest) for m in chunk])
+                    q = np.stack([self._inputs(self.context, m, held) for m in chunk])
+                    cache = model.encode_context(
+                        torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
+                    )
+                    logits = model.predict_queries(cache, torch.as_tensor(q, device=device))
+                    for m, member in enumerate(chunk):
+                        p = self.member_output(logits[m], member, k)
+                        if self.task == "classification":
+                            lp = torch.log(p[torch.arange(len(held)), self.y[held]])
+                        else:
+                            lp = model.bar.logpdf(
+                                p, torch.as_tensor(self.y[held], dtype=torch.float64)
+                            )
+                        ll.append(lp.clamp_min(-50.0).numpy())
+                loglik.append(np.stack(ll, 1))
+        loglik = np.concatenate(loglik, 0)
+        w = _stacking_weights(loglik)
         # members with a negligible weight are dropped from prediction (they cost as much as
         # the others); the rest are renormalised
         w = np.where(w < 0.02, 0.0, w)

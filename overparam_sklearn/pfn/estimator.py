@@ -239,6 +239,24 @@ def _stacking_weights(loglik, n_iter=200):
     return w
 
 
+def _tempered(p, temperature):
+    """Probabilities ``p`` (n, k) sharpened (T < 1) or flattened (T > 1): softmax(log p / T)."""
+    logp = np.log(np.clip(p, 1e-300, None)) / temperature
+    logp -= logp.max(1, keepdims=True)
+    out = np.exp(logp)
+    return out / out.sum(1, keepdims=True)
+
+
+def _fit_temperature(p, y, bounds=(1.0 / 3.0, 3.0)):
+    """Temperature minimising the log-loss of held-out probabilities ``p`` (n, k) with labels
+    ``y`` (temperature scaling, Guo et al., ICML 2017), searched on a log grid within
+    ``bounds`` (narrow, as the held-out sets of small data are small)."""
+    grid = np.exp(np.linspace(np.log(bounds[0]), np.log(bounds[1]), 41))
+    rows = np.arange(len(y))
+    losses = [-np.log(np.clip(_tempered(p, t)[rows, y], 1e-300, None)).mean() for t in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
 def _pairwise_coupling(r):
     """Class probabilities (n, k) from pairwise probabilities ``r[:, i, j] = P(i | i or j)``.
 
@@ -486,6 +504,7 @@ class _Context:
         n <= 300, else 200 held-out points against the rest)."""
         n = self.y.shape[0]
         M = len(self.members)
+        self.temperature = 1.0
         if M == 1 or n < 8:
             return np.full(M, 1.0 / M)
         perm = rng.permutation(n)
@@ -496,6 +515,7 @@ class _Context:
             folds = [(perm[:200], perm[200:700])]
         k = int(self.y.max()) + 1 if self.task == "classification" else None
         loglik = []
+        probs = {}  # classification: held-out probabilities of every member
         with torch.inference_mode():
             for held, rest in folds:
                 rest = np.sort(rest)
@@ -515,6 +535,7 @@ class _Context:
                     for m, member in enumerate(chunk):
                         p = self.member_output(logits[m], member, k)
                         if self.task == "classification":
+                            probs.setdefault(start + m, []).append(p.numpy())
                             lp = torch.log(p[torch.arange(len(held)), self.y[held]])
                         else:
                             lp = model.bar.logpdf(
@@ -527,7 +548,12 @@ class _Context:
         # members with a negligible weight are dropped from prediction (they cost as much as
         # the others); the rest are renormalised
         w = np.where(w < 0.02, 0.0, w)
-        return w / w.sum()
+        w = w / w.sum()
+        if self.task == "classification":
+            mix = sum(w[m] * np.concatenate(probs[m]) for m in range(M) if w[m] > 0)
+            y_held = np.concatenate([held for held, _ in folds])
+            self.temperature = _fit_temperature(mix, self.y[y_held])
+        return w
 
     def iter_outputs(self, model, device, X, batch_size, k=None, verbose=0, name=""):
         """Yield (member index, query slice, member output (m, n_out) float64 on CPU)."""
@@ -988,7 +1014,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
             name=type(self).__name__,
         ):
             out[sl] += context.weights[i] * p.numpy()
-        return out / out.sum(1, keepdims=True)
+        return _tempered(out / out.sum(1, keepdims=True), getattr(context, "temperature", 1.0))
 
     def predict_proba(self, X):
         """Posterior predictive class probabilities, shape (n_queries, n_classes)."""

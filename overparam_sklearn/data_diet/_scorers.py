@@ -21,13 +21,16 @@ from torch import nn
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     numpy_dtype,
     resolve_device,
     resolve_dtype,
     seed_from_random_state,
     to_numpy,
     to_tensor,
+    usable_device,
 )
+from .._validation import atomic_fit, check_finite_cast, check_n_classes
 from ._mlp import _build_module, _logits
 from ._scores import _forgetting_counts, el2n_scores, grand_scores, grand_scores_last_layer
 
@@ -68,8 +71,36 @@ def _net_to_cpu(net):
     return net
 
 
+def _fit_net(net, X, y):
+    """``net.fit(X, y)``, letting a ``KeyboardInterrupt`` through.
+
+    skorch's ``NeuralNet.partial_fit`` catches ``KeyboardInterrupt`` around its training loop
+    (it ends that one network's training early and returns normally). A scorer trains several
+    networks, so a swallowed Ctrl-C would only skip to the next one: the interrupt is recorded
+    as it leaves the training loop and raised again once skorch returns.
+    """
+    interrupts = []
+    fit_loop = net.fit_loop
+
+    def recording_fit_loop(*args, **kwargs):
+        try:
+            return fit_loop(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            interrupts.append(exc)
+            raise
+
+    net.fit_loop = recording_fit_loop
+    try:
+        net.fit(X, y)
+    finally:
+        del net.fit_loop  # the instance attribute; the class method is back
+    if interrupts:
+        raise interrupts[0]
+    return net
+
+
 _SCORER_CONSTRAINTS = {
-    "n_models": [Interval(Integral, 1, None, closed="left")],
+    "n_estimators": [Interval(Integral, 1, None, closed="left")],
     "score_epoch": [Interval(Integral, 0, None, closed="left")],
     "module": [None, callable],
     "module_params": [None, dict],
@@ -83,7 +114,7 @@ _SCORER_CONSTRAINTS = {
 }
 
 _COMMON_PARAMS_DOC = """
-    n_models : int, default=5
+    n_estimators : int, default=5
         Number of independently initialised networks the scores are averaged over (Paul et al.
         use 10).
     score_epoch : int, default=10
@@ -105,8 +136,8 @@ _COMMON_PARAMS_DOC = """
     batch_size : int, default=64
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where training and scoring run; fitted networks are kept on the CPU.
-    dtype : {"float32", "float64"} or None, default=None
-        Network precision; ``None`` means float32.
+    dtype : {"float32", "float64"}, default="float32"
+        Network precision (float32, as for every neural network).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and the minibatch order of every model (private generators).
     verbose : int, default=0
@@ -114,15 +145,15 @@ _COMMON_PARAMS_DOC = """
 """
 
 
-class _BaseScorer(BaseEstimator):
-    """Shared ``fit`` of the scorers: train ``n_models`` networks with skorch, score each."""
+class _BaseScorer(DevicePortableMixin, BaseEstimator):
+    """Shared ``fit`` of the scorers: train ``n_estimators`` networks with skorch, score each."""
 
     _parameter_constraints = dict(_SCORER_CONSTRAINTS)
     _keep_snapshots = False
 
     def __init__(
         self,
-        n_models=5,
+        n_estimators=5,
         score_epoch=10,
         module=None,
         module_params=None,
@@ -130,11 +161,11 @@ class _BaseScorer(BaseEstimator):
         lr=1e-3,
         batch_size=64,
         device="auto",
-        dtype=None,
+        dtype="float32",
         random_state=None,
         verbose=0,
     ):
-        self.n_models = n_models
+        self.n_estimators = n_estimators
         self.score_epoch = score_epoch
         self.module = module
         self.module_params = module_params
@@ -174,11 +205,16 @@ class _BaseScorer(BaseEstimator):
 
     def _validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        return np.array(X, dtype=numpy_dtype(self.dtype_), order="C", copy=True)
+        return np.array(self._cast(X), order="C", copy=True)
 
+    def _cast(self, X):
+        dtype = numpy_dtype(self.dtype_)
+        return check_finite_cast(X, dtype, "X", f"in which {type(self).__name__} computes")
+
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Train ``n_models`` networks for ``score_epoch`` epochs and score the training set.
+        """Train ``n_estimators`` networks for ``score_epoch`` epochs and score the training set.
 
         Parameters
         ----------
@@ -197,9 +233,10 @@ class _BaseScorer(BaseEstimator):
         check_classification_targets(y)
         self.device_ = resolve_device(self.device)
         self.dtype_ = resolve_dtype(self.dtype, "float32")
-        X = np.array(X, dtype=numpy_dtype(self.dtype_), order="C", copy=True)
+        X = np.array(self._cast(X), order="C", copy=True)
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_
+        check_n_classes(self.classes_, self)
         y_enc = self.label_encoder_.transform(y).astype(np.int64)
         n_classes = len(self.classes_)
 
@@ -209,7 +246,7 @@ class _BaseScorer(BaseEstimator):
         track = self.score_epoch > 0 and (self._keep_snapshots or self._needs_tracking)
         self.estimators_, self.snapshots_, per_model = [], [], []
         start = time.perf_counter()
-        for m in range(self.n_models):
+        for m in range(self.n_estimators):
             seed = seed_from_random_state(rng)
             init_gen = torch.Generator(device="cpu")
             init_gen.manual_seed(seed)
@@ -249,7 +286,7 @@ class _BaseScorer(BaseEstimator):
                 verbose=max(0, int(self.verbose) - 1),
             )
             if self.score_epoch > 0:
-                net.fit(X, y_enc)
+                _fit_net(net, X, y_enc)
             else:
                 net.initialize()
             scores = self._score_trained(net.module_, Xt, yt, tracker)
@@ -262,8 +299,8 @@ class _BaseScorer(BaseEstimator):
             self.estimators_.append(_net_to_cpu(net))
             if self.verbose > 0:
                 print(
-                    f"[{type(self).__name__}] model {m + 1}/{self.n_models} trained and scored "
-                    f"({time.perf_counter() - start:.1f} s)"
+                    f"[{type(self).__name__}] model {m + 1}/{self.n_estimators} trained and "
+                    f"scored ({time.perf_counter() - start:.1f} s)"
                 )
         self.scores_per_model_ = np.stack(per_model)
         self.scores_ = self.scores_per_model_.mean(axis=0)
@@ -319,9 +356,7 @@ class _BaseScorer(BaseEstimator):
 
     def _score_device(self):
         # A scorer fitted on a GPU and unpickled on a machine without one scores on the CPU.
-        if self.device_.type == "cuda" and not torch.cuda.is_available():
-            return torch.device("cpu")
-        return self.device_
+        return usable_device(self.device_)
 
     @staticmethod
     def _module_on_device(module, device):
@@ -337,7 +372,7 @@ class EL2NScorer(_BaseScorer):
     __doc__ = (
         """EL2N data-pruning scores: the norm of the softmax error early in training.
 
-    ``score(x, y) = mean_m || softmax(f_m(x)) - onehot(y) ||_2`` over ``n_models`` networks
+    ``score(x, y) = mean_m || softmax(f_m(x)) - onehot(y) ||_2`` over ``n_estimators`` networks
     trained for ``score_epoch`` epochs (Paul, Ganguli & Dziugaite 2021, eq. 2). Large scores mark
     hard or mislabelled examples. Networks train in float32 by default (cross-entropy, skorch).
 
@@ -349,7 +384,7 @@ class EL2NScorer(_BaseScorer):
     ----------
     scores_ : ndarray of shape (n_samples,)
         Training scores averaged over the models (float64).
-    scores_per_model_ : ndarray of shape (n_models, n_samples)
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
     estimators_ : list of skorch.NeuralNetClassifier
         The trained networks, on the CPU.
     classes_ : ndarray of shape (n_classes,)
@@ -362,7 +397,7 @@ class EL2NScorer(_BaseScorer):
     >>> from sklearn.datasets import load_iris
     >>> from overparam_sklearn import EL2NScorer
     >>> X, y = load_iris(return_X_y=True)
-    >>> scorer = EL2NScorer(n_models=2, score_epoch=3, random_state=0).fit(X, y)
+    >>> scorer = EL2NScorer(n_estimators=2, score_epoch=3, random_state=0).fit(X, y)
     >>> scorer.scores_.shape
     (150,)
     """
@@ -397,7 +432,7 @@ class GraNdScorer(_BaseScorer):
     ----------
     scores_ : ndarray of shape (n_samples,)
         Training scores averaged over the models (float64).
-    scores_per_model_ : ndarray of shape (n_models, n_samples)
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
     estimators_ : list of skorch.NeuralNetClassifier
         The trained networks, on the CPU.
     classes_ : ndarray of shape (n_classes,)
@@ -410,7 +445,7 @@ class GraNdScorer(_BaseScorer):
     >>> from sklearn.datasets import load_iris
     >>> from overparam_sklearn import GraNdScorer
     >>> X, y = load_iris(return_X_y=True)
-    >>> scorer = GraNdScorer(n_models=2, score_epoch=3, random_state=0).fit(X, y)
+    >>> scorer = GraNdScorer(n_estimators=2, score_epoch=3, random_state=0).fit(X, y)
     >>> scorer.scores_.shape
     (150,)
     """
@@ -424,7 +459,7 @@ class GraNdScorer(_BaseScorer):
     def __init__(
         self,
         gradient="all",
-        n_models=5,
+        n_estimators=5,
         score_epoch=10,
         module=None,
         module_params=None,
@@ -432,13 +467,13 @@ class GraNdScorer(_BaseScorer):
         lr=1e-3,
         batch_size=64,
         device="auto",
-        dtype=None,
+        dtype="float32",
         random_state=None,
         verbose=0,
     ):
         self.gradient = gradient
         super().__init__(
-            n_models=n_models,
+            n_estimators=n_estimators,
             score_epoch=score_epoch,
             module=module,
             module_params=module_params,
@@ -461,8 +496,8 @@ class ForgettingScorer(_BaseScorer):
     __doc__ = (
         """Forgetting-event counts (Toneva et al., ICLR 2019), averaged over networks.
 
-    Each of ``n_models`` networks trains for ``score_epoch`` epochs; after every epoch the whole
-    training set is classified, and a forgetting event is a transition from correct to wrong
+    Each of ``n_estimators`` networks trains for ``score_epoch`` epochs; after every epoch the
+    whole training set is classified, and a forgetting event is a transition from correct to wrong
     between consecutive epochs (the state before training counts as "not learned"). Examples never
     learned count ``score_epoch`` events, more than any learned example can have, so they rank as
     the most forgettable (Toneva et al. treat them as forgotten infinitely often). Evaluating once
@@ -470,7 +505,7 @@ class ForgettingScorer(_BaseScorer):
     common approximation.
 
     ``score_samples(X, y)`` replays the same count on new data with the per-epoch snapshots of
-    every network (``snapshots_``; ``n_models * score_epoch`` CPU copies of the weights), so
+    every network (``snapshots_``; ``n_estimators * score_epoch`` CPU copies of the weights), so
     ``score_samples(X_train, y_train)`` equals ``scores_``. Networks train in float32 by default.
 
     Parameters
@@ -486,7 +521,7 @@ class ForgettingScorer(_BaseScorer):
     ----------
     scores_ : ndarray of shape (n_samples,)
         Forgetting counts averaged over the models (float64).
-    scores_per_model_ : ndarray of shape (n_models, n_samples)
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
     estimators_ : list of skorch.NeuralNetClassifier
         The trained networks, on the CPU.
     snapshots_ : list of list of dict
@@ -501,7 +536,7 @@ class ForgettingScorer(_BaseScorer):
     >>> from sklearn.datasets import load_iris
     >>> from overparam_sklearn import ForgettingScorer
     >>> X, y = load_iris(return_X_y=True)
-    >>> scorer = ForgettingScorer(n_models=2, score_epoch=4, random_state=0).fit(X, y)
+    >>> scorer = ForgettingScorer(n_estimators=2, score_epoch=4, random_state=0).fit(X, y)
     >>> bool(scorer.scores_.max() <= 4)
     True
     """

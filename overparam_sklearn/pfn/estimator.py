@@ -26,7 +26,18 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._backend import DEVICE_OPTIONS, check_memory, resolve_device, tile_slices, to_numpy
+from .._backend import (
+    DEVICE_OPTIONS,
+    DTYPE_OPTIONS,
+    DevicePortableMixin,
+    check_memory,
+    resolve_device,
+    resolve_dtype,
+    tile_slices,
+    to_numpy,
+    usable_device,
+)
+from .._validation import atomic_fit, check_finite_cast, check_n_classes
 from .model import BarDistribution, build_model
 
 __all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_pfn", "WEIGHTS_DIR"]
@@ -62,8 +73,49 @@ def _resolve_weights(weights, task):
     return path
 
 
+def _check_sha256(path, expected, source):
+    if _sha256(path) != str(expected).strip().lower():
+        raise ValueError(
+            f"{path} does not match the sha256 {source}: the weights are corrupted or were "
+            "replaced; reinstall the package or re-export them with "
+            "`python -m overparam_sklearn.pfn.train --export`"
+        )
+
+
+def _sidecar_sha256(path):
+    """The hash in ``<file>.sha256`` beside ``path`` (``sha256sum`` format), or None."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.exists():
+        return None, sidecar
+    text = sidecar.read_text().split()
+    if not text:
+        raise ValueError(f"{sidecar} is empty; re-export the weights or delete it")
+    return text[0], sidecar
+
+
+def _files_version(json_path):
+    """(mtime, size) of the files a load reads: part of the cache keys, so that weights replaced
+    or damaged on disk after a first load are read (and verified) again."""
+    json_path = Path(json_path)
+    files = [json_path, json_path.with_suffix(".pt"), json_path.parent / "manifest.json"]
+    files += [f.with_name(f.name + ".sha256") for f in files[:2]]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _load_state(json_path, sha256=None):
+    """(config, state dict) of the weights at ``json_path``, verified; cached per file version."""
+    return _load_state_cached(str(json_path), sha256, _files_version(json_path))
+
+
 @functools.lru_cache(maxsize=8)
-def _load_state(json_path):
+def _load_state_cached(json_path, sha256, version):
     json_path = Path(json_path)
     pt_path = json_path.with_suffix(".pt")
     if not pt_path.exists():
@@ -74,40 +126,86 @@ def _load_state(json_path):
             manifest = json.load(fh)
         for p in (json_path, pt_path):
             expected = manifest.get(p.name)
-            if expected is None or _sha256(p) != expected:
+            if expected is None:
                 raise ValueError(
-                    f"{p} does not match the sha256 in {manifest_path}: the weights are corrupted "
-                    "or were replaced; reinstall the package or re-export them with "
-                    "`python -m overparam_sklearn.pfn.train --export`"
+                    f"{p.name} is not listed in {manifest_path}; it cannot be verified"
                 )
+            _check_sha256(p, expected, f"in {manifest_path}")
     elif json_path.parent == WEIGHTS_DIR:
         raise ValueError(f"{manifest_path} is missing; the shipped PFN weights cannot be verified")
-    with open(json_path) as fh:
-        config = json.load(fh)
-    state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    for p in (json_path, pt_path):
+        expected, sidecar = _sidecar_sha256(p)
+        if expected is not None:
+            _check_sha256(p, expected, f"in {sidecar}")
+    if sha256 is not None:
+        _check_sha256(pt_path, sha256, "given as sha256=")
+    for p in (json_path, pt_path):
+        if p.stat().st_size == 0:
+            raise ValueError(f"PFN weights file {p} is empty; re-export the weights")
+    try:
+        with open(json_path) as fh:
+            config = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"PFN weights config {json_path} is not valid JSON ({exc}); it is "
+            "truncated or not an exported config"
+        ) from None
+    try:
+        state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"PFN weights file {pt_path} cannot be read ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); it is truncated or not a file written by "
+            "`python -m overparam_sklearn.pfn.train --export`"
+        ) from None
+    if not isinstance(config, dict) or "task" not in config or not isinstance(state, dict):
+        raise ValueError(f"{json_path} / {pt_path} are not exported PFN weights")
     return config, state
 
 
+def _load_model(json_path, device, dtype="float32", sha256=None):
+    """(config, model in eval mode) on ``device``; cached per file version."""
+    return _load_model_cached(str(json_path), device, dtype, sha256, _files_version(json_path))
+
+
 @functools.lru_cache(maxsize=8)
-def _load_model(json_path, device):
-    config, state = _load_state(json_path)
-    model = build_model(config, state).to(torch.device(device))
+def _load_model_cached(json_path, device, dtype, sha256, version):
+    config, state = _load_state(json_path, sha256)
+    model = build_model(config, state).to(torch.device(device), resolve_dtype(dtype))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return config, model
 
 
-def load_pfn(weights=None, task="regression", device="cpu"):
+def load_pfn(weights=None, task="regression", device="cpu", sha256=None):
     """Load a PFN (config dict, :class:`~overparam_sklearn.pfn.model.PFNTransformer` in eval mode).
 
-    ``weights`` is None for the shipped model of ``task``, or the path of a ``.json`` config
-    written by ``python -m overparam_sklearn.pfn.train --export`` (its ``.pt`` beside it; checked
-    against a ``manifest.json`` in the same directory when there is one). Tensors are loaded with
-    ``torch.load(..., weights_only=True)``.
+    Parameters
+    ----------
+    weights : str, Path or None, default=None
+        None for the shipped model of ``task``, or the path of a ``.json`` config written by
+        ``python -m overparam_sklearn.pfn.train --export`` (its ``.pt`` beside it).
+    task : {"regression", "classification"}, default="regression"
+        Which shipped model ``weights=None`` means.
+    device : str, default="cpu"
+    sha256 : str or None, default=None
+        The expected sha256 of the ``.pt`` file; a mismatch raises ``ValueError``.
+
+    Returns
+    -------
+    config : dict
+    model : PFNTransformer
+
+    Notes
+    -----
+    The files are verified against every hash available: a ``manifest.json`` in the same
+    directory, ``<file>.sha256`` files beside them (both written by ``--export``), and
+    ``sha256``. Tensors are loaded with ``torch.load(..., weights_only=True)``; an empty,
+    truncated or otherwise unreadable file raises ``ValueError``.
     """
     path = _resolve_weights(weights, task)
-    return _load_model(str(path), str(torch.device(device)))
+    return _load_model(str(path), str(torch.device(device)), sha256=sha256)
 
 
 class PFNPredictiveDistribution:
@@ -136,6 +234,7 @@ class PFNPredictiveDistribution:
     def _t(self):
         return torch.as_tensor(self.probs)
 
+    # scale == 0: the training targets were constant; every distribution is a point mass at loc.
     @property
     def mean(self):
         """Predictive means, shape (n_queries,)."""
@@ -155,14 +254,25 @@ class PFNPredictiveDistribution:
         out = self.loc + self.scale * out
         return out[:, 0] if np.ndim(q) == 0 else out
 
+    def _point_mass(self, y):
+        return np.array(np.broadcast_to(np.asarray(y, dtype=np.float64), self.probs.shape[:1]))
+
     def logpdf(self, y):
-        """Log predictive densities of ``y`` (shape (n_queries,), or broadcastable to it)."""
+        """Log predictive densities of ``y`` (shape (n_queries,), or broadcastable to it).
+
+        For a point mass (constant training targets) the density is +inf at ``loc`` and 0
+        (log: -inf) elsewhere.
+        """
+        if self.scale == 0:
+            return np.where(self._point_mass(y) == self.loc, np.inf, -np.inf)
         z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale
         z = np.array(np.broadcast_to(z, self.probs.shape[:1]))
         return self._bar.logpdf(self._t(), torch.as_tensor(z)).numpy() - np.log(self.scale)
 
     def cdf(self, y):
         """Predictive CDF at ``y`` (shape (n_queries,), or broadcastable to it)."""
+        if self.scale == 0:
+            return (self._point_mass(y) >= self.loc).astype(np.float64)
         z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale
         z = np.array(np.broadcast_to(z, self.probs.shape[:1]))
         return self._bar.cdf(self._t(), torch.as_tensor(z)).numpy()
@@ -179,8 +289,13 @@ def _check_quantiles(q):
 
 
 def _standardize_fit(X, zero_constant=True):
-    mean = X.mean(0)
-    std = X.std(0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X.mean(0)
+        std = X.std(0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(
+            "X is so large that its mean or standard deviation overflows float64; rescale it."
+        )
     constant = std <= 1e-8 * (1.0 + np.abs(mean))
     return (
         mean,
@@ -208,7 +323,7 @@ _PCA_RTOL = 1e-9
 _AUTO_PAIRWISE_MAX_CLASSES = 10
 
 
-def _query_logits(model, cache, q_x, device):
+def _query_logits(model, cache, q_x, device, dtype=torch.float32):
     """Logits (m, n_out) of the queries ``q_x`` (m, d_max), evaluated in fixed-size blocks."""
     out = []
     for start in range(0, q_x.shape[0], _QUERY_BLOCK):
@@ -216,7 +331,8 @@ def _query_logits(model, cache, q_x, device):
         m = q.shape[0]
         if m < _QUERY_BLOCK:
             q = np.concatenate([q, np.zeros((_QUERY_BLOCK - m, q.shape[1]), q.dtype)])
-        logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[0]
+        q = torch.as_tensor(q, device=device, dtype=dtype)
+        logits = model.predict_queries(cache, q[None])[0]
         out.append(logits[:m])
     return torch.cat(out)
 
@@ -281,6 +397,16 @@ def _pairwise_coupling(r):
     return p / p.sum(1, keepdims=True)
 
 
+def _float32(Z):
+    return check_finite_cast(
+        Z,
+        np.float32,
+        "X",
+        "after standardisation with the training set's mean and scale (the PFN computes in "
+        "float32)",
+    )
+
+
 def _relevance(Z, y, task):
     """Per-column relevance to the target: the larger of |Pearson| and |Spearman| correlation
     (regression), the correlation ratio (between-class share of the variance; classification)."""
@@ -326,6 +452,7 @@ class _Context:
     """
 
     def __init__(self, X, y, *, task, config, estimator, rng, model, device, n_labels=10):
+        self.dtype = resolve_dtype(estimator.dtype)
         n, d = X.shape
         d_max = int(config["d_max"])
         max_ctx = (
@@ -362,7 +489,7 @@ class _Context:
             transforms = [t for t in transforms if t != "pca"] or ["standard"]
         self.transforms = transforms
         Zf = Z[:, self.features]
-        context = {"standard": Zf.astype(np.float32)}
+        context = {"standard": _float32(Zf)}
         if "quantile" in transforms:
             self.qt = QuantileTransformer(
                 n_quantiles=max(2, min(1000, n)),
@@ -379,7 +506,7 @@ class _Context:
             lam, V = lam[::-1], V[:, ::-1]
             keep = lam > _PCA_RTOL * max(lam[0], 1e-300)
             self.pca_map = V[:, keep] / np.sqrt(lam[keep])
-            context["pca"] = (Zf @ self.pca_map).astype(np.float32)
+            context["pca"] = _float32(Zf @ self.pca_map)
         self.context = context
         width = {t: context[t].shape[1] for t in transforms}
 
@@ -463,11 +590,11 @@ class _Context:
 
     def represent(self, X):
         Zf = self._standard(X)[:, self.features]
-        out = {"standard": Zf.astype(np.float32)}
+        out = {"standard": _float32(Zf)}
         if "quantile" in self.transforms:
             out["quantile"] = self._quantile(X).astype(np.float32)
         if "pca" in self.transforms:
-            out["pca"] = (Zf @ self.pca_map).astype(np.float32)
+            out["pca"] = _float32(Zf @ self.pca_map)
         return out
 
     def _inputs(self, rep, member, rows=None):
@@ -484,12 +611,18 @@ class _Context:
         return y
 
     # -- network ----------------------------------------------------------------------------
+    def _tensors(self, x, y, device):
+        """Context inputs and targets as tensors in the network's dtype (labels stay integer)."""
+        y = torch.as_tensor(np.ascontiguousarray(y), device=device)
+        if y.is_floating_point():
+            y = y.to(self.dtype)
+        return torch.as_tensor(x, device=device, dtype=self.dtype), y
+
     def _encode(self, model, device, member, rows):
-        x = self._inputs(self.context, member, rows)
-        y = np.ascontiguousarray(self._targets(member, rows))
-        return model.encode_context(
-            torch.as_tensor(x, device=device)[None], torch.as_tensor(y, device=device)[None]
+        x, y = self._tensors(
+            self._inputs(self.context, member, rows), self._targets(member, rows), device
         )
+        return model.encode_context(x[None], y[None])
 
     def member_output(self, logits, member, k):
         """Regression: bucket probabilities; classification: probabilities of the k labels."""
@@ -528,10 +661,9 @@ class _Context:
                     x = np.stack([self._inputs(self.context, m, rest) for m in chunk])
                     y = np.stack([self._targets(m, rest) for m in chunk])
                     q = np.stack([self._inputs(self.context, m, held) for m in chunk])
-                    cache = model.encode_context(
-                        torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
-                    )
-                    logits = model.predict_queries(cache, torch.as_tensor(q, device=device))
+                    cache = model.encode_context(*self._tensors(x, y, device))
+                    q = torch.as_tensor(q, device=device, dtype=self.dtype)
+                    logits = model.predict_queries(cache, q)
                     for m, member in enumerate(chunk):
                         p = self.member_output(logits[m], member, k)
                         if self.task == "classification":
@@ -565,7 +697,7 @@ class _Context:
                 cache = self._encode(model, device, member, member["context"])
                 q_x = self._inputs(rep, member)
                 for sl in tile_slices(q_x.shape[0], batch_size):
-                    logits = _query_logits(model, cache, q_x[sl], device)
+                    logits = _query_logits(model, cache, q_x[sl], device, self.dtype)
                     yield i, sl, self.member_output(logits, member, k)
             if verbose:
                 print(f"[{name}] ensemble member {i + 1}/{len(self.members)} done")
@@ -590,7 +722,7 @@ class _Context:
         )
 
 
-class _PFNBase(BaseEstimator):
+class _PFNBase(DevicePortableMixin, BaseEstimator):
     _task = None
 
     _parameter_constraints = {
@@ -600,6 +732,7 @@ class _PFNBase(BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "weights": [str, Path, None],
         "device": DEVICE_OPTIONS,
+        "dtype": DTYPE_OPTIONS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -613,6 +746,7 @@ class _PFNBase(BaseEstimator):
         batch_size=1024,
         weights=None,
         device="auto",
+        dtype="float32",
         random_state=None,
         verbose=0,
     ):
@@ -622,6 +756,7 @@ class _PFNBase(BaseEstimator):
         self.batch_size = batch_size
         self.weights = weights
         self.device = device
+        self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -632,8 +767,8 @@ class _PFNBase(BaseEstimator):
         config, _ = _load_state(str(json_path))
         if config["task"] != self._task:
             raise ValueError(f"{json_path} holds a {config['task']} PFN, not a {self._task} one")
-        _, model = _load_model(str(json_path), str(device))
-        return device, str(json_path), config, model
+        _, model = _load_model(str(json_path), str(device), self.dtype)
+        return device, json_path, config, model
 
     def _make_context(self, X, y, config, rng, model, device, n_labels=10):
         ctx = _Context(
@@ -654,7 +789,9 @@ class _PFNBase(BaseEstimator):
 
     def _finish_fit(self, device, json_path, config, contexts):
         self.device_ = device
-        self.weights_path_ = json_path
+        # the shipped weights are stored by name (found in the installed package when used, so a
+        # pickle moves between installations); user weights by the path given
+        self.weights_ = json_path.stem if self.weights is None else str(json_path)
         self.model_config_ = {
             k: config[k] for k in ("task", "d_max", "max_ctx", "normalize_x", "normalize_y")
         }
@@ -664,8 +801,16 @@ class _PFNBase(BaseEstimator):
         first = contexts[0]
         self.X_ = first.context["standard"]
 
+    def _weights_json(self):
+        if Path(self.weights_).suffix == ".json":
+            return self.weights_
+        return str(_resolve_weights(None, self.weights_))
+
+    def _device(self):
+        return usable_device(self.device_)
+
     def _model(self):
-        return _load_model(self.weights_path_, str(self.device_))[1]
+        return _load_model(self._weights_json(), str(self._device()), self.dtype)[1]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -679,21 +824,22 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     A transformer trained on datasets drawn from a Gaussian-process prior with hyperpriors over
     ARD lengthscales, output scale and noise (mixed with random-MLP functions) returns the
     posterior predictive distribution of every query given the training set as context
-    (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` only stores the
-    standardised training set; there is no gradient descent and no hyperparameter fitting.
+    (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` standardises the
+    training set and weighs the ensemble members on held-out training points (a few forward
+    passes); there is no gradient descent.
 
-    The network computes in float32. The shipped model takes ``d_max`` = 10 inputs and 1000
-    context points. Each ensemble member sees one representation of the inputs (standardised
-    features, their normal scores, or the whitened principal components of the standardised
-    features) and at most ``d_max`` of its columns; with more columns the members cover them in
-    windows (the most target-relevant first) and members are added, up to 32, until every
-    feature reaches the network; beyond that a warning says how many were used and what
+    The network computes in float32 by default (``dtype``). The shipped model takes ``d_max`` = 10
+    inputs and 1000 context points. Each ensemble member sees one representation of the inputs
+    (standardised features, their normal scores, or the whitened principal components of the
+    standardised features) and at most ``d_max`` of its columns; with more columns the members
+    cover them in windows (the most target-relevant first) and members are added, up to 32, until
+    every feature reaches the network; beyond that a warning says how many were used and what
     ``n_estimators`` would use them all. Constant features and exact (affine) duplicates carry no
-    information and are left out. With more samples than ``max_context`` each member conditions
-    on a random subset. The members' predictive distributions are mixed with stacking weights
-    (Yao et al., Bayesian Analysis 2018) that maximise the log score of held-out training points
-    (two folds for n <= 300, else 200 points against 500 others); members whose weight is below
-    0.02 are dropped, so ``predict`` runs only the members that matter.
+    information and are left out. With more samples than ``max_context`` each member conditions on
+    a random subset. The members' predictive distributions are mixed with stacking weights (Yao et
+    al., Bayesian Analysis 2018) that maximise the log score of held-out training points (two folds
+    for n <= 300, else 200 points against 500 others); members whose weight is below 0.02 are
+    dropped, so ``predict`` runs only the members that matter.
 
     Parameters
     ----------
@@ -716,6 +862,9 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         None for the shipped weights, or the path of a ``.json`` config exported by
         ``python -m overparam_sklearn.pfn.train --export``.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's forward pass (float32, as for every neural network; the
+        weights were trained in float32).
     random_state : int, RandomState instance or None, default=None
         Draws the ensemble members.
     verbose : int, default=0
@@ -727,7 +876,8 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     y_context_ : ndarray of shape (n_samples,)
         The standardised training targets.
     y_mean_, y_scale_ : float
-        Target standardisation.
+        Target standardisation. For constant targets ``y_scale_`` is 0: every prediction is
+        that constant, with standard deviation 0.
     members_ : list of dict
         Representation (``"transform"``), its column indices (``"features"``) and context
         indices of each member.
@@ -751,6 +901,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
 
     _task = "regression"
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
@@ -766,13 +917,26 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         """
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         device, json_path, config, model = self._load()
-        if config.get("normalize_y", True):
-            y_mean = float(y.mean())
-            std = float(y.std())
-            y_scale = std if std > 1e-12 * (1.0 + abs(y_mean)) else 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            y_mean, y_sd = float(y.mean()), float(y.std())
+        if not (np.isfinite(y_mean) and np.isfinite(y_sd)):
+            raise ValueError(
+                "y is so large that its mean or standard deviation overflows float64; rescale it."
+            )
+        if y_sd <= 1e-12 * (1.0 + abs(y_mean)):
+            # constant targets (up to round-off): the posterior is a point mass at that
+            # constant; y_scale_ = 0 maps every prediction to y_mean_, with std 0
+            y_mean = float(y[0]) if np.ptp(y) == 0 else y_mean
+            y_scale = 0.0
+            y_std = np.zeros(len(y), dtype=np.float32)
         else:
-            y_mean, y_scale = 0.0, 1.0
-        y_std = ((y - y_mean) / y_scale).astype(np.float32)
+            if config.get("normalize_y", True):
+                y_scale = y_sd
+            else:
+                y_mean, y_scale = 0.0, 1.0
+            y_std = check_finite_cast(
+                (y - y_mean) / y_scale, np.float32, "y", "(the PFN computes in float32)"
+            )
         rng = check_random_state(self.random_state)
         context = self._make_context(X, y_std, config, rng, model, device)
         self.y_mean_, self.y_scale_ = y_mean, y_scale
@@ -781,7 +945,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         return self
 
     def _bar(self):
-        _, model = _load_model(self.weights_path_, "cpu")
+        _, model = _load_model(self._weights_json(), "cpu")
         return model.bar
 
     def _mixture(self, X, keep):
@@ -803,7 +967,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         context = self.contexts_[0]
         for i, sl, p in context.iter_outputs(
             self._model(),
-            self.device_,
+            self._device(),
             X,
             self.batch_size,
             verbose=self.verbose,
@@ -875,7 +1039,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     more than two classes each pair of classes is by default its own binary context (with its own
     standardisation, so the features are scaled to the pair that they must separate), and the
     pairwise probabilities are coupled into class probabilities (Wu, Lin & Weng, JMLR 2004,
-    method 2, as in libsvm). The network computes in float32.
+    method 2, as in libsvm). The network computes in float32 by default (``dtype``).
 
     Parameters
     ----------
@@ -895,6 +1059,8 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     weights : str or None, default=None
         None for the shipped weights, or the path of an exported ``.json`` config.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's forward pass.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
 
@@ -939,6 +1105,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         batch_size=1024,
         weights=None,
         device="auto",
+        dtype="float32",
         random_state=None,
         verbose=0,
     ):
@@ -949,11 +1116,13 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
             batch_size=batch_size,
             weights=weights,
             device=device,
+            dtype=dtype,
             random_state=random_state,
             verbose=verbose,
         )
         self.multi_class = multi_class
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
@@ -970,6 +1139,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         classes, y_enc = np.unique(y, return_inverse=True)
+        check_n_classes(classes, self)
         device, json_path, config, model = self._load()
         max_classes = int(config.get("max_classes", 10))
         if len(classes) > max_classes:
@@ -1006,7 +1176,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         out = np.zeros((X.shape[0], k))
         for i, sl, p in context.iter_outputs(
             self._model(),
-            self.device_,
+            self._device(),
             X,
             self.batch_size,
             k=k,

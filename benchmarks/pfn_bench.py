@@ -190,7 +190,8 @@ def section_machinery(args):
         print("\n## machinery: skipped (pass --gp-fixed-weights, the exported gp_fixed model)")
         return []
     print(
-        "\n## machinery: fixed-hyperparameter GP prior, PFN vs exact GP posterior (NLL, nats/point)"
+        "\n## machinery: fixed-hyperparameter GP prior, PFN vs exact GP posterior "
+        "(NLL, nats/point)"
     )
     print("| d | n | exact GP | PFN | diff |\n|---|---|---|---|---|")
     rows = []
@@ -203,16 +204,21 @@ def section_machinery(args):
                 )
                 m, sd = exact_gp_predict(Xtr, ytr, Xte, il, s, nz)
                 e.append(gauss_nll(yte, m, sd))
+                # one network pass on the standardised inputs (no ensemble, no stacking): the
+                # check is of the network itself; inputs are zero-padded as in training
                 reg = PFNRegressor(
-                    n_estimators=1, weights=args.gp_fixed_weights, device="cpu", random_state=r
+                    n_estimators=1,
+                    input_transform="standard",
+                    weights=args.gp_fixed_weights,
+                    device="cpu",
+                    random_state=r,
                 )
-                # the gp_fixed model takes 8 features; pad the inputs with zero columns as in training
                 p.append(pfn_nll(reg.fit(Xtr, ytr), Xte, yte)[0])
             row = dict(d=d, n=n, exact=np.mean(e), pfn=np.mean(p))
             rows.append(row)
+            diff = row["pfn"] - row["exact"]
             print(
-                f"| {d} | {n} | {row['exact']:.3f} | {row['pfn']:.3f} | {row['pfn'] - row['exact']:+.3f} |",
-                flush=True,
+                f"| {d} | {n} | {row['exact']:.3f} | {row['pfn']:.3f} | {diff:+.3f} |", flush=True
             )
     return rows
 
@@ -231,7 +237,7 @@ def section_hyperprior(args):
                     )
                     if kind == "hyper":
 
-                        def fit_gp():
+                        def fit_gp(d=d, r=r, Xtr=Xtr, ytr=ytr, Xte=Xte, yte=yte):
                             with warnings.catch_warnings():
                                 warnings.simplefilter("ignore", ConvergenceWarning)
                                 gp = ml2_gp(d, r).fit(Xtr, ytr)
@@ -257,8 +263,10 @@ def section_hyperprior(args):
                     pfn=float(np.mean(pf)) if pf else np.nan,
                 )
                 rows.append(row)
+                diff = row["pfn"] - row["ref"]
                 print(
-                    f"| {kind} | {d} | {n} | {name} | {row['ref']:.3f} | {row['pfn']:.3f} | {row['pfn'] - row['ref']:+.3f} |",
+                    f"| {kind} | {d} | {n} | {name} | {row['ref']:.3f} | {row['pfn']:.3f} | "
+                    f"{diff:+.3f} |",
                     flush=True,
                 )
     return rows
@@ -453,8 +461,9 @@ def _mse(values):
     return float(v.mean()), float(se)
 
 
-def real_tables(rows, compare=None):
-    """Markdown tables (one per task and metric) from the aggregated rows."""
+def real_tables(rows, compare=None, style="md"):
+    """Tables (one per task and metric) from the aggregated rows: Markdown (``style="md"``) or
+    reStructuredText list-tables (``"rst"``, included by the user guide)."""
     lines = []
     by_task = {
         "regression": [r for r in rows if r["task"] == "regression"],
@@ -474,12 +483,11 @@ def real_tables(rows, compare=None):
         ]
         extra = ["pfn_before"] if compare else []
         for key, label, fmt in metrics[task] + [("seconds", "fit + predict s", "{:.2g}")]:
-            head = [METHOD_NAMES[m] for m in methods] + (["PFN (before)"] if extra else [])
-            lines.append(f"\n{task}: {label}, mean ± s.e. over splits\n")
-            lines.append("| data | n | d | splits | " + " | ".join(head) + " |")
-            lines.append("|---|---|---|---|" + "---|" * len(head))
+            head = ["data", "n", "d", "splits"] + [METHOD_NAMES[m] for m in methods]
+            head += ["PFN (before)"] if extra else []
+            body = []
             for r in trows:
-                cells = []
+                cells = [r["name"], str(r["n_train"]), str(r["d"]), str(r["splits"])]
                 for m in methods + extra:
                     src = (
                         r["methods"].get(m)
@@ -488,11 +496,17 @@ def real_tables(rows, compare=None):
                     )
                     mean, se = (src or {}).get(key, (None, None))
                     cells.append("–" if mean is None else f"{fmt.format(mean)} ± {fmt.format(se)}")
-                lines.append(
-                    f"| {r['name']} | {r['n_train']} | {r['d']} | {r['splits']} | "
-                    + " | ".join(cells)
-                    + " |"
-                )
+                body.append(cells)
+            title = f"{task}: {label}, mean ± s.e. over splits"
+            if style == "rst":
+                lines += ["", f".. list-table:: {title}", "   :header-rows: 1", ""]
+                for row in [head] + body:
+                    lines.append("   * - " + row[0])
+                    lines += [f"     - {c}" for c in row[1:]]
+            else:
+                lines += ["", title, "", "| " + " | ".join(head) + " |"]
+                lines.append("|" + "---|" * len(head))
+                lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
 
 
@@ -539,6 +553,14 @@ def real_summary(rows):
         parts.append(f"largest accuracy gap to the best baseline {100 * gap:.1f} points")
         out.append(f"classification n = {n} (mean over {len(cr)} sets): " + "; ".join(parts))
     return out
+
+
+def _compare_rows(path):
+    if not path:
+        return None
+    old = json.loads(Path(path).read_text())
+    old_rows = old["real"]["rows"] if "real" in old else old["rows"]
+    return {(r["name"], r["n"]): r["methods"].get("pfn") for r in old_rows}
 
 
 def section_real(args):
@@ -602,11 +624,12 @@ def section_real(args):
                 ),
                 flush=True,
             )
-    compare = None
-    if args.compare:
-        old = json.loads(Path(args.compare).read_text())
-        old_rows = old["real"]["rows"] if "real" in old else old["rows"]
-        compare = {(r["name"], r["n"]): r["methods"].get("pfn") for r in old_rows}
+    compare = _compare_rows(args.compare)
+    return write_real(rows, compare, args)
+
+
+def write_real(rows, compare, args):
+    """Print and write (``--real-md``, ``--real-rst``) the tables and the target summary."""
     table = real_tables(rows, compare)
     summary = real_summary(rows)
     header = (
@@ -618,6 +641,10 @@ def section_real(args):
     print(text)
     if args.real_md:
         Path(args.real_md).write_text(text)
+    if args.real_rst:
+        bullets = "\n".join(f"* {s}" for s in summary)
+        rst = header + "\n" + real_tables(rows, compare, "rst") + "\n\n" + bullets + "\n"
+        Path(args.real_rst).write_text(rst)
     return {"rows": rows, "summary": summary}
 
 
@@ -648,11 +675,12 @@ def section_speed(args):
     out["gp"] = time.perf_counter() - t
     cpu["gp"] = time.process_time() - c
     print(
-        f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall time includes waiting "
-        "for the CPU; CPU seconds do not)"
+        f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall "
+        "time includes waiting for the CPU; CPU seconds do not)"
     )
     print(
-        "| method | fit + predict wall s | CPU s | GP / method (wall) | GP / method (CPU) |\n|---|---|---|---|---|"
+        "| method | fit + predict wall s | CPU s | GP / method (wall) | GP / method (CPU) |\n"
+        "|---|---|---|---|---|"
     )
     for k, v in out.items():
         print(
@@ -711,6 +739,13 @@ def main(argv=None):
         help="real data: JSON of an earlier run; its PFN column is shown beside",
     )
     p.add_argument("--real-md", default=None, help="real data: write the Markdown tables here")
+    p.add_argument("--real-rst", default=None, help="real data: write reST tables here")
+    p.add_argument(
+        "--tables-from",
+        default=None,
+        metavar="JSON",
+        help="real data: only rewrite the tables from the JSON (--out) of an earlier run",
+    )
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--speed-gp-restarts", type=int, default=5)
     p.add_argument("--out", default=None, help="write all rows as JSON here")
@@ -726,6 +761,10 @@ def main(argv=None):
     if args.n_estimators is None and set(args.sections) - {"real"}:
         args.n_estimators = PFNRegressor().n_estimators  # the default ensemble
     args.cache = GPCache(args.cache)
+    if args.tables_from:
+        rows = json.loads(Path(args.tables_from).read_text())["real"]["rows"]
+        write_real(rows, _compare_rows(args.compare), args)
+        return
     print(
         f"# PFN benchmark  torch threads={torch.get_num_threads()}  OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS')}  torch {torch.__version__}"
@@ -735,7 +774,8 @@ def main(argv=None):
         t = time.perf_counter()
         results[name] = globals()[f"section_{name}"](args)
         print(
-            f"({name}: {time.perf_counter() - t:.0f} s; GP results from cache so far: {args.cache.hits})"
+            f"({name}: {time.perf_counter() - t:.0f} s; GP results from cache so far: "
+            f"{args.cache.hits})"
         )
     if args.out:
         with open(args.out, "w") as fh:

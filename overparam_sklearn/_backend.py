@@ -92,14 +92,28 @@ def numpy_dtype(torch_dtype):
 
 
 def to_tensor(X, device, dtype):
-    """A validated (real, finite) array or tensor as a tensor on ``device`` with ``dtype``."""
+    """A validated (real, finite) array or tensor as a tensor on ``device`` with ``dtype``.
+
+    A numpy array narrowed to a smaller float type (float64 to float32) must stay finite: an
+    overflow in the cast raises a ``ValueError`` rather than giving inf (and NaN results).
+    """
     if isinstance(X, torch.Tensor):
         return X.to(device=device, dtype=dtype)
     X = np.asarray(X)
     if not X.flags.writeable:
         # torch warns on read-only buffers (e.g. joblib memmaps); copy instead of aliasing.
         X = np.array(X)
-    return torch.as_tensor(X, dtype=dtype, device=device)
+    out = torch.as_tensor(X, dtype=dtype, device=device)
+    narrowing = (X.dtype.kind == "f" and out.is_floating_point()
+                 and X.dtype.itemsize > out.element_size())
+    if narrowing and not bool(torch.isfinite(out).all()):
+        # (the input was validated finite: the cast overflowed)
+        raise ValueError(
+            f"The input has values beyond the range of {str(dtype).replace('torch.', '')} "
+            f"(|x| > {torch.finfo(dtype).max:.3g}), the dtype of this computation; rescale it "
+            "(e.g. with StandardScaler) or use dtype='float64'."
+        )
+    return out
 
 
 def to_numpy(t):

@@ -41,7 +41,7 @@ from ._backend import (
     to_numpy,
     to_tensor,
 )
-from ._validation import atomic_fit, check_n_classes
+from ._validation import atomic_fit, check_finite_cast, check_n_classes
 from .kernels import fc_diagonals, fc_kernels, parse_activation
 
 __all__ = ["NTKRegressor", "NTKClassifier"]
@@ -378,7 +378,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32])
-        X = X.astype(dtype, copy=False)
+        X = check_finite_cast(X, dtype, "X", f"in dtype={self.dtype!r}")
         y = np.asarray(y, dtype=dtype)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
@@ -552,7 +552,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         """
         dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        X = X.astype(dtype, copy=False)
+        X = check_finite_cast(X, dtype, "X", f"in dtype={self.dtype!r}")
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_

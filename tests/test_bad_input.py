@@ -313,6 +313,10 @@ def _check_beyond_float32(name, est, kind):
         _expect_error(lambda: _output(fitted, kind, big), r"beyond the range of float32")
         return
     if name.startswith("SparseDKM"):
+        est32 = clone(est).set_params(dtype="float32")
+        _expect_error(lambda: _fit(est32, kind, big), r"beyond the range of float32")
+        fitted32 = _fit(clone(est32), kind, X)
+        _expect_error(lambda: _output(fitted32, kind, big), r"beyond the range of float32")
         # minibatch Adam on inputs of size 1e39 either converges or stops with a clear error
         try:
             out = _output(_fit(clone(est), kind, big), kind, big)
@@ -321,6 +325,12 @@ def _check_beyond_float32(name, est, kind):
         else:
             _finite(out)
         return
+    # the float64 estimators asked to compute in float32 cannot represent 1e39 either
+    est32 = clone(est).set_params(dtype="float32")
+    _expect_error(lambda: _output(_fit(clone(est32), kind, big), kind, big),
+                  r"beyond the range of float32")
+    fitted32 = _fit(clone(est32), kind, X)
+    _expect_error(lambda: _output(fitted32, kind, big), r"beyond the range of float32")
     out = _finite(_output(_fit(clone(est), kind, big), kind, big))
     if name == "RandomFeatures":
         # relu features are positively homogeneous (b_std=0): phi(c x) = c phi(x)

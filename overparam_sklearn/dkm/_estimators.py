@@ -30,6 +30,7 @@ from .._backend import (
     resolve_dtype,
     rows_per_tile,
     tile_slices,
+    to_tensor,
     usable_device,
 )
 from .._linalg import cholesky
@@ -115,7 +116,7 @@ class _BaseSparseDKM(TransformerMixin, DevicePortableMixin, BaseEstimator):
             "reduce n_inducing or use dtype='float32'.",
         )
         jitter = 1e-6 if dtype == torch.float64 else 1e-4
-        Xt = torch.tensor(X, dtype=dtype, device=self.device_)
+        Xt = to_tensor(X, self.device_, dtype)
         Yt = torch.tensor(targets, device=self.device_)
         if Yt.is_floating_point():
             Yt = Yt.to(dtype)
@@ -192,7 +193,7 @@ class _BaseSparseDKM(TransformerMixin, DevicePortableMixin, BaseEstimator):
         X = validate_data(self, X, reset=False)
         module, device = self._module_on_device()
         dtype = module.Z.dtype
-        return torch.tensor(X, dtype=dtype, device=device), module
+        return to_tensor(X, device, dtype), module
 
     def _marginals(self, X):
         """q(f) mean and variance at the rows of X, in row tiles."""
@@ -456,7 +457,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         ``A y`` are accumulated over row tiles, so this is one more linear-time pass.
         """
         module = self.module_
-        Xt = torch.tensor(X, dtype=module.Z.dtype)
+        Xt = to_tensor(X, "cpu", module.Z.dtype)
         Yt = torch.tensor(Y, dtype=module.Z.dtype)
         m = module.Z.shape[0]
         P = torch.zeros((m, m), dtype=Xt.dtype)

@@ -23,6 +23,7 @@ __all__ = [
     "resolve_dtype",
     "to_tensor",
     "to_numpy",
+    "standardize_targets",
     "make_generator",
     "seed_from_random_state",
     "estimate_bytes",
@@ -121,6 +122,22 @@ def to_numpy(t):
     if isinstance(t, torch.Tensor):
         return t.detach().cpu().numpy()
     return np.asarray(t)
+
+
+def standardize_targets(Y, normalize=True):
+    """Standardise 2-D targets column by column: ``((Y - mean) / std, mean, std)``.
+
+    A constant column keeps ``std = 1``; ``normalize=False`` gives zeros and ones (the targets
+    pass through). Predictions map back with ``pred * std + mean``.
+    """
+    if normalize:
+        mean = Y.mean(axis=0)
+        std = Y.std(axis=0)
+        std = np.where(std > 0, std, 1.0).astype(Y.dtype, copy=False)
+    else:
+        mean = np.zeros(Y.shape[1], dtype=Y.dtype)
+        std = np.ones(Y.shape[1], dtype=Y.dtype)
+    return (Y - mean) / std, mean, std
 
 
 def seed_from_random_state(random_state):

@@ -38,6 +38,7 @@ from ._backend import (
     numpy_dtype,
     resolve_device,
     resolve_dtype,
+    standardize_targets,
     to_numpy,
     to_tensor,
 )
@@ -382,14 +383,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         y = np.asarray(y, dtype=dtype)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        if self.normalize_y:
-            self._y_mean = Y.mean(axis=0)
-            std = Y.std(axis=0)
-            self._y_std = np.where(std > 0, std, 1.0)
-        else:
-            self._y_mean = np.zeros(Y.shape[1], dtype=dtype)
-            self._y_std = np.ones(Y.shape[1], dtype=dtype)
-        Y = (Y - self._y_mean) / self._y_std
+        Y, self._y_mean, self._y_std = standardize_targets(Y, self.normalize_y)
         self._fit_targets(X, Y)
         self.log_marginal_likelihood_value_ = None
         self.predictive_df_ = None
@@ -570,6 +564,10 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     def decision_function(self, X):
         """Ensemble-mean outputs.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
         Returns
         -------
         scores : ndarray of shape (n_queries,) for two classes (positive means
@@ -581,12 +579,25 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         return mean
 
     def predict(self, X):
-        """Class with the largest ensemble-mean output."""
+        """Class with the largest ensemble-mean output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,)
+        """
         mean, _ = self._outputs(X)
         return self.classes_[np.argmax(mean, axis=1)]
 
     def predict_proba(self, X):
         """Fraction of the infinite ensemble voting for each class (see the class docstring).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
 
         Returns
         -------
@@ -596,7 +607,16 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         return _ensemble_vote_probabilities(mean, np.sqrt(var))
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_queries, n_classes)
+        """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 

@@ -867,7 +867,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     verbose : int, default=0
         Print progress per ensemble member when > 0.
     n_threads : int or None, default=None
-        torch intra-op threads for prediction, set on entry and restored on exit. ``None``
+        torch intra-op threads for fit and prediction, set on entry and restored on exit. ``None``
         means one: the forward passes are small ops that run faster on one thread, and much
         faster when other processes share the cores (see ``benchmarks/threads.py``).
 
@@ -905,6 +905,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
 
@@ -1068,7 +1069,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     verbose : int, default=0
         Print progress per ensemble member when > 0.
     n_threads : int or None, default=None
-        torch intra-op threads for prediction, set on entry and restored on exit. ``None``
+        torch intra-op threads for fit and prediction, set on entry and restored on exit. ``None``
         means one: the forward passes are small ops that run faster on one thread, and much
         faster when other processes share the cores (see ``benchmarks/threads.py``).
 
@@ -1132,6 +1133,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
 

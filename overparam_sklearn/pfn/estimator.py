@@ -1117,6 +1117,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         dtype="float32",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         super().__init__(
             n_estimators,
@@ -1128,6 +1129,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
             dtype=dtype,
             random_state=random_state,
             verbose=verbose,
+            n_threads=n_threads,
         )
         self.multi_class = multi_class
 

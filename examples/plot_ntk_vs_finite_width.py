@@ -180,6 +180,8 @@ torch.set_num_threads(1)
 try:
     for width in widths:
         predictions[width] = np.stack([train(width, seed) for seed in seeds])
+        print(f"width {width}: {len(seeds)} networks trained "
+              f"({time.perf_counter() - start:.1f} s so far)", flush=True)
 finally:
     torch.set_num_threads(threads)
 print(f"trained {len(widths) * len(seeds)} networks in {time.perf_counter() - start:.1f} s")

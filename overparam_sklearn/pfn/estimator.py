@@ -24,8 +24,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    THREADS_OPTIONS,
     DevicePortableMixin,
     check_memory,
+    limits_threads,
     resolve_device,
     to_numpy,
     usable_device,
@@ -57,6 +59,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         "dtype": DTYPE_OPTIONS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "n_threads": THREADS_OPTIONS,
     }
 
     def __init__(
@@ -71,6 +74,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         dtype="float32",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         self.n_estimators = n_estimators
         self.max_context = max_context
@@ -81,6 +85,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
 
     # -- fit ---------------------------------------------------------------------------------
     def _load(self):
@@ -190,6 +195,11 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     random_state : int, RandomState instance or None, default=None
         Draws the ensemble members.
     verbose : int, default=0
+        Print progress per ensemble member when > 0.
+    n_threads : int or None, default=None
+        torch intra-op threads for fit and prediction, set on entry and restored on exit. ``None``
+        means one: the forward passes are small ops that run faster on one thread, and much
+        faster when other processes share the cores (see ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -225,6 +235,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
 
@@ -270,6 +281,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         _, model = _load_model(self._weights_json(), "cpu")
         return model.bar
 
+    @limits_threads()
     def _mixture(self, X, keep):
         """Average the members' bucket probabilities; return (probs or None, mean, var) in
         standardised units."""
@@ -385,6 +397,11 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         Precision of the network's forward pass.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+        Print progress per ensemble member when > 0.
+    n_threads : int or None, default=None
+        torch intra-op threads for fit and prediction, set on entry and restored on exit. ``None``
+        means one: the forward passes are small ops that run faster on one thread, and much
+        faster when other processes share the cores (see ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -430,6 +447,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         dtype="float32",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         super().__init__(
             n_estimators,
@@ -441,11 +459,13 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
             dtype=dtype,
             random_state=random_state,
             verbose=verbose,
+            n_threads=n_threads,
         )
         self.multi_class = multi_class
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
 
@@ -508,6 +528,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
             out[sl] += context.weights[i] * p.numpy()
         return _tempered(out / out.sum(1, keepdims=True), getattr(context, "temperature", 1.0))
 
+    @limits_threads()
     def predict_proba(self, X):
         """Posterior predictive class probabilities, shape (n_queries, n_classes)."""
         check_is_fitted(self)

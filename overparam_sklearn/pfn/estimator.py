@@ -1,21 +1,21 @@
 """scikit-learn estimators around the shipped PFN transformers.
 
-``fit`` only validates and standardises the training set and draws the ensemble members (context
-subsets, feature orders or subsets, input transforms); ``predict`` conditions the transformer on
-the stored context and reads off the posterior predictive of every query in one forward pass
-(Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022).
+``fit`` validates and standardises the training set, builds the input representations
+(standardised features, normal scores, whitened principal components), draws the ensemble members
+so that every feature reaches the network, and weighs the members by stacking on held-out
+training points (a few forward passes); ``predict`` conditions the transformer on the stored
+context and reads off the posterior predictive of every query in one forward pass (Müller et al.,
+"Transformers Can Do Bayesian Inference", ICLR 2022). Multi-class problems are composed from
+pairwise binary contexts (Wu, Lin & Weng, JMLR 2004).
 """
 
-import functools
-import hashlib
-import json
+import itertools
+import warnings
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
-from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -24,298 +24,26 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    THREADS_OPTIONS,
     DevicePortableMixin,
     check_memory,
+    limits_threads,
     resolve_device,
-    resolve_dtype,
-    tile_slices,
     to_numpy,
     usable_device,
 )
 from .._validation import atomic_fit, check_finite_cast, check_n_classes
-from .model import BarDistribution, build_model
+from ._context import (  # noqa: F401 (_stacking_weights: tests reach it here)
+    _AUTO_PAIRWISE_MAX_CLASSES,
+    _Context,
+    _pairwise_coupling,
+    _stacking_weights,
+    _tempered,
+)
+from ._distribution import PFNPredictiveDistribution, _check_quantiles
+from ._weights import WEIGHTS_DIR, _load_model, _load_state, _resolve_weights, load_pfn
 
 __all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_pfn", "WEIGHTS_DIR"]
-
-#: Directory of the shipped weights (``regression.pt/json``, ``classification.pt/json``,
-#: ``manifest.json`` with their sha256).
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _resolve_weights(weights, task):
-    """Path of the JSON config for ``weights`` (None: the shipped model for ``task``)."""
-    if weights is None:
-        path = WEIGHTS_DIR / f"{task}.json"
-        if not path.exists():
-            raise ValueError(
-                f"the shipped {task} PFN weights are missing from {WEIGHTS_DIR}; regenerate them "
-                f"with `python -m overparam_sklearn.pfn.train --preset {task}` (see the README)"
-            )
-        return path
-    path = Path(weights)
-    if path.suffix != ".json":
-        path = path.with_suffix(".json")
-    if not path.exists():
-        raise ValueError(f"PFN weights config {path} does not exist")
-    return path
-
-
-def _check_sha256(path, expected, source):
-    if _sha256(path) != str(expected).strip().lower():
-        raise ValueError(
-            f"{path} does not match the sha256 {source}: the weights are corrupted or were "
-            "replaced; reinstall the package or re-export them with "
-            "`python -m overparam_sklearn.pfn.train --export`"
-        )
-
-
-def _sidecar_sha256(path):
-    """The hash in ``<file>.sha256`` beside ``path`` (``sha256sum`` format), or None."""
-    sidecar = path.with_name(path.name + ".sha256")
-    if not sidecar.exists():
-        return None, sidecar
-    text = sidecar.read_text().split()
-    if not text:
-        raise ValueError(f"{sidecar} is empty; re-export the weights or delete it")
-    return text[0], sidecar
-
-
-def _files_version(json_path):
-    """(mtime, size) of the files a load reads: part of the cache keys, so that weights replaced
-    or damaged on disk after a first load are read (and verified) again."""
-    json_path = Path(json_path)
-    files = [json_path, json_path.with_suffix(".pt"), json_path.parent / "manifest.json"]
-    files += [f.with_name(f.name + ".sha256") for f in files[:2]]
-    out = []
-    for f in files:
-        try:
-            st = f.stat()
-            out.append((st.st_mtime_ns, st.st_size))
-        except OSError:
-            out.append(None)
-    return tuple(out)
-
-
-def _load_state(json_path, sha256=None):
-    """(config, state dict) of the weights at ``json_path``, verified; cached per file version."""
-    return _load_state_cached(str(json_path), sha256, _files_version(json_path))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_state_cached(json_path, sha256, version):
-    json_path = Path(json_path)
-    pt_path = json_path.with_suffix(".pt")
-    if not pt_path.exists():
-        raise ValueError(f"PFN weights file {pt_path} does not exist")
-    manifest_path = json_path.parent / "manifest.json"
-    if manifest_path.exists():
-        with open(manifest_path) as fh:
-            manifest = json.load(fh)
-        for p in (json_path, pt_path):
-            expected = manifest.get(p.name)
-            if expected is None:
-                raise ValueError(
-                    f"{p.name} is not listed in {manifest_path}; it cannot be verified"
-                )
-            _check_sha256(p, expected, f"in {manifest_path}")
-    elif json_path.parent == WEIGHTS_DIR:
-        raise ValueError(f"{manifest_path} is missing; the shipped PFN weights cannot be verified")
-    for p in (json_path, pt_path):
-        expected, sidecar = _sidecar_sha256(p)
-        if expected is not None:
-            _check_sha256(p, expected, f"in {sidecar}")
-    if sha256 is not None:
-        _check_sha256(pt_path, sha256, "given as sha256=")
-    for p in (json_path, pt_path):
-        if p.stat().st_size == 0:
-            raise ValueError(f"PFN weights file {p} is empty; re-export the weights")
-    try:
-        with open(json_path) as fh:
-            config = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"PFN weights config {json_path} is not valid JSON ({exc}); it is "
-                         "truncated or not an exported config") from None
-    try:
-        state = torch.load(pt_path, map_location="cpu", weights_only=True)
-    except (EOFError, RuntimeError, OSError, ValueError) as exc:
-        raise ValueError(
-            f"PFN weights file {pt_path} cannot be read ({type(exc).__name__}: "
-            f"{str(exc)[:120]}); it is truncated or not a file written by "
-            "`python -m overparam_sklearn.pfn.train --export`"
-        ) from None
-    if not isinstance(config, dict) or "task" not in config or not isinstance(state, dict):
-        raise ValueError(f"{json_path} / {pt_path} are not exported PFN weights")
-    return config, state
-
-
-def _load_model(json_path, device, dtype="float32", sha256=None):
-    """(config, model in eval mode) on ``device``; cached per file version."""
-    return _load_model_cached(str(json_path), device, dtype, sha256, _files_version(json_path))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_model_cached(json_path, device, dtype, sha256, version):
-    config, state = _load_state(json_path, sha256)
-    model = build_model(config, state).to(torch.device(device), resolve_dtype(dtype))
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return config, model
-
-
-def load_pfn(weights=None, task="regression", device="cpu", sha256=None):
-    """Load a PFN (config dict, :class:`~overparam_sklearn.pfn.model.PFNTransformer` in eval mode).
-
-    Parameters
-    ----------
-    weights : str, Path or None, default=None
-        None for the shipped model of ``task``, or the path of a ``.json`` config written by
-        ``python -m overparam_sklearn.pfn.train --export`` (its ``.pt`` beside it).
-    task : {"regression", "classification"}, default="regression"
-        Which shipped model ``weights=None`` means.
-    device : str, default="cpu"
-    sha256 : str or None, default=None
-        The expected sha256 of the ``.pt`` file; a mismatch raises ``ValueError``.
-
-    Returns
-    -------
-    config : dict
-    model : PFNTransformer
-
-    Notes
-    -----
-    The files are verified against every hash available: a ``manifest.json`` in the same
-    directory, ``<file>.sha256`` files beside them (both written by ``--export``), and
-    ``sha256``. Tensors are loaded with ``torch.load(..., weights_only=True)``; an empty,
-    truncated or otherwise unreadable file raises ``ValueError``.
-    """
-    path = _resolve_weights(weights, task)
-    return _load_model(str(path), str(torch.device(device)), sha256=sha256)
-
-
-class PFNPredictiveDistribution:
-    """Posterior predictive distributions of a :class:`PFNRegressor`, one per query.
-
-    Each is a mixture (over the ensemble members) of Riemann "bar" distributions with half-normal
-    tails, on the standardised target scale, mapped back by ``y = loc + scale * z``.
-
-    Attributes
-    ----------
-    probs : ndarray of shape (n_queries, n_bars)
-        Bucket probabilities (standardised scale).
-    borders : ndarray of shape (n_bars + 1,)
-    loc, scale : float
-        The target standardisation of the training set.
-    """
-
-    def __init__(self, probs, borders, loc, scale):
-        self.probs = np.asarray(probs, dtype=np.float64)
-        self.borders = np.asarray(borders, dtype=np.float64)
-        self.loc = float(loc)
-        self.scale = float(scale)
-        self._bar = BarDistribution(torch.as_tensor(self.borders, dtype=torch.float32))
-        self._bar.borders = torch.as_tensor(self.borders, dtype=torch.float64)
-
-    def _t(self):
-        return torch.as_tensor(self.probs)
-
-    # scale == 0: the training targets were constant; every distribution is a point mass at loc.
-    @property
-    def mean(self):
-        """Predictive means, shape (n_queries,)."""
-        return self.loc + self.scale * self._bar.mean(self._t()).numpy()
-
-    @property
-    def std(self):
-        """Predictive standard deviations, shape (n_queries,)."""
-        return self.scale * np.sqrt(self._bar.variance(self._t()).numpy())
-
-    def quantile(self, q):
-        """Quantiles: ``q`` a float gives shape (n_queries,), a sequence (n_queries, len(q))."""
-        q_arr = _check_quantiles(q)
-        out = np.stack(
-            [self._bar.quantile(self._t(), float(qi)).numpy() for qi in q_arr.ravel()], -1
-        )
-        out = self.loc + self.scale * out
-        return out[:, 0] if np.ndim(q) == 0 else out
-
-    def _point_mass(self, y):
-        return np.array(np.broadcast_to(np.asarray(y, dtype=np.float64), self.probs.shape[:1]))
-
-    def logpdf(self, y):
-        """Log predictive densities of ``y`` (shape (n_queries,), or broadcastable to it).
-
-        For a point mass (constant training targets) the density is +inf at ``loc`` and 0
-        (log: -inf) elsewhere.
-        """
-        if self.scale == 0:
-            return np.where(self._point_mass(y) == self.loc, np.inf, -np.inf)
-        z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale
-        z = np.array(np.broadcast_to(z, self.probs.shape[:1]))
-        return self._bar.logpdf(self._t(), torch.as_tensor(z)).numpy() - np.log(self.scale)
-
-    def cdf(self, y):
-        """Predictive CDF at ``y`` (shape (n_queries,), or broadcastable to it)."""
-        if self.scale == 0:
-            return (self._point_mass(y) >= self.loc).astype(np.float64)
-        z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale
-        z = np.array(np.broadcast_to(z, self.probs.shape[:1]))
-        return self._bar.cdf(self._t(), torch.as_tensor(z)).numpy()
-
-    def __len__(self):
-        return self.probs.shape[0]
-
-
-def _check_quantiles(q):
-    q_arr = np.atleast_1d(np.asarray(q, dtype=np.float64))
-    if q_arr.ndim != 1 or q_arr.size == 0 or not np.all((q_arr > 0) & (q_arr < 1)):
-        raise ValueError(f"quantile levels must be numbers strictly between 0 and 1, got {q!r}")
-    return q_arr
-
-
-def _standardize_fit(X, zero_constant=True):
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean = X.mean(0)
-        std = X.std(0)
-    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
-        raise ValueError(
-            "X is so large that its mean or standard deviation overflows float64; rescale it."
-        )
-    constant = std <= 1e-8 * (1.0 + np.abs(mean))
-    return (
-        mean,
-        np.where(constant, 1.0, std),
-        constant if zero_constant else np.zeros_like(constant),
-    )
-
-
-#: Queries go through the network in blocks of exactly this many rows (the last one zero-padded).
-#: float32 matrix products round differently for different row counts (BLAS picks its kernels
-#: and blocking by shape), so with a fixed block shape a query's prediction is bitwise the same
-#: whichever other queries are predicted with it and wherever it sits in the block.
-_QUERY_BLOCK = 128
-
-
-def _query_logits(model, cache, q_x, device, dtype=torch.float32):
-    """Logits (m, n_out) of the queries ``q_x`` (m, d_max), evaluated in fixed-size blocks."""
-    out = []
-    for start in range(0, q_x.shape[0], _QUERY_BLOCK):
-        q = q_x[start : start + _QUERY_BLOCK]
-        m = q.shape[0]
-        if m < _QUERY_BLOCK:
-            q = np.concatenate([q, np.zeros((_QUERY_BLOCK - m, q.shape[1]), q.dtype)])
-        q = torch.as_tensor(q, device=device, dtype=dtype)
-        logits = model.predict_queries(cache, q[None])[0]
-        out.append(logits[:m])
-    return torch.cat(out)
 
 
 class _PFNBase(DevicePortableMixin, BaseEstimator):
@@ -324,13 +52,14 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
     _parameter_constraints = {
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
         "max_context": [Interval(Integral, 1, None, closed="left"), None],
-        "input_transform": [StrOptions({"mixed", "standard", "quantile"})],
+        "input_transform": [StrOptions({"mixed", "standard", "quantile", "pca"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "weights": [str, Path, None],
         "device": DEVICE_OPTIONS,
         "dtype": DTYPE_OPTIONS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "n_threads": THREADS_OPTIONS,
     }
 
     def __init__(
@@ -345,6 +74,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         dtype="float32",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         self.n_estimators = n_estimators
         self.max_context = max_context
@@ -355,129 +85,59 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
 
     # -- fit ---------------------------------------------------------------------------------
-    def _fit_common(self, X, y_encoded):
-        """Store the standardised context and draw the ensemble members."""
-        self.device_ = resolve_device(self.device)
+    def _load(self):
+        device = resolve_device(self.device)
         json_path = _resolve_weights(self.weights, self._task)
         config, _ = _load_state(str(json_path))
         if config["task"] != self._task:
             raise ValueError(f"{json_path} holds a {config['task']} PFN, not a {self._task} one")
+        _, model = _load_model(str(json_path), str(device), self.dtype)
+        return device, json_path, config, model
+
+    def _make_context(self, X, y, config, rng, model, device, n_labels=10):
+        ctx = _Context(
+            X,
+            y,
+            task=self._task,
+            config=config,
+            estimator=self,
+            rng=rng,
+            model=model,
+            device=device,
+            n_labels=n_labels,
+        )
+        msg = ctx.coverage_warning(type(self).__name__, X.shape[1])
+        if msg:
+            warnings.warn(msg, UserWarning, stacklevel=3)
+        return ctx
+
+    def _finish_fit(self, device, json_path, config, contexts):
+        self.device_ = device
         # the shipped weights are stored by name (found in the installed package when used, so a
         # pickle moves between installations); user weights by the path given
         self.weights_ = json_path.stem if self.weights is None else str(json_path)
         self.model_config_ = {
             k: config[k] for k in ("task", "d_max", "max_ctx", "normalize_x", "normalize_y")
         }
-        n, d = X.shape
-        d_max = int(config["d_max"])
-        max_ctx = int(config["max_ctx"]) if self.max_context is None else int(self.max_context)
-        normalize = bool(config["normalize_x"])
-        if normalize:
-            self.x_mean_, self.x_scale_, self.x_constant_ = _standardize_fit(X)
-        else:
-            self.x_mean_, self.x_scale_, self.x_constant_ = (
-                np.zeros(d),
-                np.ones(d),
-                np.zeros(d, dtype=bool),
-            )
-        self.X_ = self._float32(self._standard(X))
-        if normalize and self.input_transform != "standard":
-            qt = QuantileTransformer(
-                n_quantiles=max(2, min(1000, n)),
-                output_distribution="normal",
-                subsample=None,
-                random_state=0,
-            )
-            Xq = qt.fit_transform(X)
-            self.quantile_transformer_ = qt
-            self.q_mean_, self.q_scale_, self.q_constant_ = _standardize_fit(Xq)
-            Xq = (Xq - self.q_mean_) / self.q_scale_
-            Xq[:, self.q_constant_] = 0.0
-            self.Xq_ = Xq.astype(np.float32)
-        else:
-            self.quantile_transformer_ = None
-        rng = check_random_state(self.random_state)
-        perm_all = rng.permutation(d)
-        members = []
-        for m in range(self.n_estimators):
-            if d <= d_max:
-                features = np.arange(d) if m == 0 else rng.permutation(d)
-            else:  # more features than the network takes: consecutive windows of one permutation,
-                # so that the members together cover every feature
-                window = perm_all[(m * d_max + np.arange(d_max)) % d]
-                features = np.sort(window) if m % 2 == 0 else rng.permutation(window)
-            context = (
-                np.arange(n) if n <= max_ctx else np.sort(rng.choice(n, max_ctx, replace=False))
-            )
-            if self.quantile_transformer_ is None or self.input_transform == "standard":
-                transform = "standard"
-            elif self.input_transform == "quantile":
-                transform = "quantile"
-            else:
-                transform = "standard" if m % 2 == 0 else "quantile"
-            member = {"features": features, "context": context, "transform": transform}
-            if self._task == "classification":
-                member["labels"] = np.arange(10) if m == 0 else rng.permutation(10)
-            members.append(member)
-        self.members_ = members
-        self.y_context_ = y_encoded
-        return self
+        self.contexts_ = contexts
+        self.members_ = [m for c in contexts for m in c.members]
+        self.member_weights_ = np.concatenate([c.weights for c in contexts])
+        first = contexts[0]
+        self.X_ = first.context["standard"]
 
     def _weights_json(self):
         if Path(self.weights_).suffix == ".json":
             return self.weights_
         return str(_resolve_weights(None, self.weights_))
 
-    def _float32(self, Z):
-        return check_finite_cast(
-            Z, np.float32, "X", "after standardisation with the training set's mean and scale "
-            "(the PFN computes in float32)")
+    def _device(self):
+        return usable_device(self.device_)
 
-    def _standard(self, X):
-        Z = (X - self.x_mean_) / self.x_scale_
-        Z[:, self.x_constant_] = 0.0
-        return Z
-
-    def _quantile_inputs(self, X):
-        Z = (self.quantile_transformer_.transform(X) - self.q_mean_) / self.q_scale_
-        Z[:, self.q_constant_] = 0.0
-        return Z
-
-    def _member_inputs(self, Z, member):
-        """Transformed inputs ``Z`` restricted to the member's features, zero-padded to d_max."""
-        Z = Z[:, member["features"]]
-        out = np.zeros((Z.shape[0], self.model_config_["d_max"]), dtype=np.float32)
-        out[:, : Z.shape[1]] = Z
-        return out
-
-    # -- predict -----------------------------------------------------------------------------
-    def _iter_member_outputs(self, X):
-        """Yield (member index, query slice, probabilities (m, n_out) float64 on CPU)."""
-        device = usable_device(self.device_)
-        _, model = _load_model(self._weights_json(), str(device), self.dtype)
-        dtype = resolve_dtype(self.dtype)
-        Z = {"standard": self._float32(self._standard(X))}
-        if any(m["transform"] == "quantile" for m in self.members_):
-            Z["quantile"] = self._quantile_inputs(X)
-        context = {"standard": self.X_, "quantile": getattr(self, "Xq_", None)}
-        for i, member in enumerate(self.members_):
-            ctx_idx = member["context"]
-            ctx_x = self._member_inputs(context[member["transform"]][ctx_idx], member)
-            ctx_y = np.ascontiguousarray(self._member_targets(ctx_idx, member))
-            q_x = self._member_inputs(Z[member["transform"]], member)
-            with torch.inference_mode():
-                ctx_y = torch.as_tensor(ctx_y, device=device)
-                cache = model.encode_context(
-                    torch.as_tensor(ctx_x, device=device, dtype=dtype)[None],
-                    (ctx_y.to(dtype) if ctx_y.is_floating_point() else ctx_y)[None],
-                )
-                for sl in tile_slices(q_x.shape[0], self.batch_size):
-                    logits = _query_logits(model, cache, q_x[sl], device, dtype)
-                    yield i, sl, self._member_probs(logits.double(), member)
-            if self.verbose:
-                print(f"[{type(self).__name__}] ensemble member {i + 1}/{len(self.members_)} done")
+    def _model(self):
+        return _load_model(self._weights_json(), str(self._device()), self.dtype)[1]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -491,25 +151,36 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     A transformer trained on datasets drawn from a Gaussian-process prior with hyperpriors over
     ARD lengthscales, output scale and noise (mixed with random-MLP functions) returns the
     posterior predictive distribution of every query given the training set as context
-    (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` only stores the
-    standardised training set; there is no gradient descent and no hyperparameter fitting.
+    (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` standardises the
+    training set and weighs the ensemble members on held-out training points (a few forward
+    passes); there is no gradient descent.
 
-    The network computes in float32 by default (``dtype``). The shipped model takes at most
-    ``d_max`` = 10 features and 1000 context points: with more samples every ensemble member
-    conditions on a random subset of ``max_context`` of them, with more features every member
-    sees a different subset of ``d_max`` features; the members' predictive distributions are
-    averaged (a mixture).
+    The network computes in float32 by default (``dtype``). The shipped model takes ``d_max`` = 10
+    inputs and 1000 context points. Each ensemble member sees one representation of the inputs
+    (standardised features, their normal scores, or the whitened principal components of the
+    standardised features) and at most ``d_max`` of its columns; with more columns the members
+    cover them in windows (the most target-relevant first) and members are added, up to 32, until
+    every feature reaches the network; beyond that a warning says how many were used and what
+    ``n_estimators`` would use them all. Constant features and exact (affine) duplicates carry no
+    information and are left out. With more samples than ``max_context`` each member conditions on
+    a random subset. The members' predictive distributions are mixed with stacking weights (Yao et
+    al., Bayesian Analysis 2018) that maximise the log score of held-out training points (two folds
+    for n <= 300, else 200 points against 500 others); members whose weight is below 0.02 are
+    dropped, so ``predict`` runs only the members that matter.
 
     Parameters
     ----------
     n_estimators : int, default=4
-        Ensemble members. Members differ in feature order (or feature subset), input transform
-        (see ``input_transform``) and, for large training sets, context subset.
+        Ensemble members (at least; more are added to cover every feature). Members differ in
+        input representation, feature order or subset and, for large training sets, context
+        subset.
     max_context : int or None, default=None
         Context points per member; None uses the model's trained maximum (1000).
-    input_transform : {"mixed", "standard", "quantile"}, default="mixed"
+    input_transform : {"mixed", "standard", "quantile", "pca"}, default="mixed"
         ``"standard"`` standardises each feature; ``"quantile"`` maps it to normal scores
-        (``QuantileTransformer``) first; ``"mixed"`` alternates between the two over members.
+        (``QuantileTransformer``) first; ``"pca"`` uses the whitened principal components of the
+        standardised features (a target that depends on small-variance directions of strongly
+        correlated features becomes visible); ``"mixed"`` uses all three over the members.
     batch_size : int, default=1024
         Queries whose bucket probabilities are held at once (bounds memory). The network itself
         runs on fixed blocks of 128 queries, so a prediction does not depend on ``batch_size``
@@ -524,6 +195,11 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     random_state : int, RandomState instance or None, default=None
         Draws the ensemble members.
     verbose : int, default=0
+        Print progress per ensemble member when > 0.
+    n_threads : int or None, default=None
+        torch intra-op threads for fit and prediction, set on entry and restored on exit. ``None``
+        means one: the forward passes are small ops that run faster on one thread, and much
+        faster when other processes share the cores (see ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -535,7 +211,10 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         Target standardisation. For constant targets ``y_scale_`` is 0: every prediction is
         that constant, with standard deviation 0.
     members_ : list of dict
-        Feature indices, context indices and input transform of each member.
+        Representation (``"transform"``), its column indices (``"features"``) and context
+        indices of each member.
+    member_weights_ : ndarray of shape (n_members,)
+        Stacking weights of the members (sum to one; zero for dropped members).
     device_ : torch.device
     n_features_in_ : int
 
@@ -556,6 +235,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
 
@@ -569,38 +249,39 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         self : PFNRegressor
         """
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
-        json_path = _resolve_weights(self.weights, self._task)
-        config, _ = _load_state(str(json_path))
+        device, json_path, config, model = self._load()
         with np.errstate(over="ignore", invalid="ignore"):
             y_mean, y_sd = float(y.mean()), float(y.std())
         if not (np.isfinite(y_mean) and np.isfinite(y_sd)):
-            raise ValueError("y is so large that its mean or standard deviation overflows "
-                             "float64; rescale it.")
+            raise ValueError(
+                "y is so large that its mean or standard deviation overflows float64; rescale it."
+            )
         if y_sd <= 1e-12 * (1.0 + abs(y_mean)):
             # constant targets (up to round-off): the posterior is a point mass at that
             # constant; y_scale_ = 0 maps every prediction to y_mean_, with std 0
-            self.y_mean_ = float(y[0]) if np.ptp(y) == 0 else y_mean
-            self.y_scale_ = 0.0
+            y_mean = float(y[0]) if np.ptp(y) == 0 else y_mean
+            y_scale = 0.0
             y_std = np.zeros(len(y), dtype=np.float32)
         else:
             if config.get("normalize_y", True):
-                self.y_mean_, self.y_scale_ = y_mean, y_sd
+                y_scale = y_sd
             else:
-                self.y_mean_, self.y_scale_ = 0.0, 1.0
-            y_std = check_finite_cast((y - self.y_mean_) / self.y_scale_, np.float32, "y",
-                                      "(the PFN computes in float32)")
-        return self._fit_common(X, y_std)
-
-    def _member_targets(self, ctx_idx, member):
-        return self.y_context_[ctx_idx]
-
-    def _member_probs(self, logits, member):
-        return torch.softmax(logits, -1).cpu()
+                y_mean, y_scale = 0.0, 1.0
+            y_std = check_finite_cast(
+                (y - y_mean) / y_scale, np.float32, "y", "(the PFN computes in float32)"
+            )
+        rng = check_random_state(self.random_state)
+        context = self._make_context(X, y_std, config, rng, model, device)
+        self.y_mean_, self.y_scale_ = y_mean, y_scale
+        self.y_context_ = y_std
+        self._finish_fit(device, json_path, config, [context])
+        return self
 
     def _bar(self):
         _, model = _load_model(self._weights_json(), "cpu")
         return model.bar
 
+    @limits_threads()
     def _mixture(self, X, keep):
         """Average the members' bucket probabilities; return (probs or None, mean, var) in
         standardised units."""
@@ -617,14 +298,22 @@ class PFNRegressor(RegressorMixin, _PFNBase):
             probs = np.zeros((n, n_bars))
         mean = np.zeros(n)
         second = np.zeros(n)
-        n_m = len(self.members_)
-        for _i, sl, p in self._iter_member_outputs(X):
+        context = self.contexts_[0]
+        for i, sl, p in context.iter_outputs(
+            self._model(),
+            self._device(),
+            X,
+            self.batch_size,
+            verbose=self.verbose,
+            name=type(self).__name__,
+        ):
+            w = context.weights[i]
             if keep:
-                probs[sl] += p.numpy() / n_m
+                probs[sl] += w * p.numpy()
             m = bar.mean(p).numpy()
             v = bar.variance(p).numpy()
-            mean[sl] += m / n_m
-            second[sl] += (v + m**2) / n_m
+            mean[sl] += w * m
+            second[sl] += w * (v + m**2)
         var = np.maximum(second - mean**2, 0.0)
         return (probs if keep else None), mean, var
 
@@ -655,6 +344,10 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     def predict_distribution(self, X):
         """Posterior predictive distributions of the queries.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
         Returns
         -------
         dist : PFNPredictiveDistribution
@@ -667,8 +360,18 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         )
 
     def predict_quantiles(self, X, q):
-        """Predictive quantiles: ``q`` a float gives shape (n_queries,), a sequence of levels
-        shape (n_queries, len(q))."""
+        """Predictive quantiles of the queries.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        q : float or array-like of shape (n_levels,)
+            Levels strictly between 0 and 1.
+
+        Returns
+        -------
+        quantiles : ndarray of shape (n_queries,) for a float ``q``, else (n_queries, n_levels)
+        """
         _check_quantiles(q)
         return self.predict_distribution(X).quantile(q)
 
@@ -678,18 +381,28 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     A transformer trained on classification datasets whose labels come from latent Gaussian-process
     and random-MLP functions returns the posterior predictive class probabilities of every query
-    given the training set as context (Müller et al., ICLR 2022). ``fit`` only stores the
-    standardised training set. The network computes in float32 by default (``dtype``).
+    given the training set as context (Müller et al., ICLR 2022). ``fit`` only standardises the
+    training set, draws the ensemble members and weighs them on held-out training points (as in
+    :class:`PFNRegressor`, whose notes on features, representations and stacking apply). With
+    more than two classes each pair of classes is by default its own binary context (with its own
+    standardisation, so the features are scaled to the pair that they must separate), and the
+    pairwise probabilities are coupled into class probabilities (Wu, Lin & Weng, JMLR 2004,
+    method 2, as in libsvm). The network computes in float32 by default (``dtype``).
 
     Parameters
     ----------
     n_estimators : int, default=4
-        Ensemble members; they differ in feature order (or subset), input transform, the
-        assignment of classes to the network's label ids and, for large training sets, the
-        context subset. Their class probabilities are averaged.
+        Ensemble members per context (at least; more are added to cover every feature); they
+        differ in representation, feature order or subset, the assignment of classes to the
+        network's label ids and, for large training sets, the context subset.
     max_context : int or None, default=None
         Context points per member; None uses the model's trained maximum (1000).
-    input_transform : {"mixed", "standard", "quantile"}, default="mixed"
+    input_transform : {"mixed", "standard", "quantile", "pca"}, default="mixed"
+    multi_class : {"auto", "pairwise", "direct"}, default="auto"
+        ``"pairwise"``: one binary context per pair of classes, coupled (k (k - 1) / 2 contexts:
+        on ``load_iris`` in-sample accuracy 0.99 against 0.85, on ``load_digits`` with 500
+        training points test accuracy 0.875 against 0.79, at about 20x the cost of ``"direct"``);
+        ``"direct"``: one context with all classes; ``"auto"``: pairwise for 3 to 10 classes.
     batch_size : int, default=1024
     weights : str or None, default=None
         None for the shipped weights, or the path of an exported ``.json`` config.
@@ -698,6 +411,11 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         Precision of the network's forward pass.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+        Print progress per ensemble member when > 0.
+    n_threads : int or None, default=None
+        torch intra-op threads for fit and prediction, set on entry and restored on exit. ``None``
+        means one: the forward passes are small ops that run faster on one thread, and much
+        faster when other processes share the cores (see ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -705,6 +423,11 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     X_ : ndarray of shape (n_samples, n_features)
         The standardised training inputs (the context), float32.
     members_ : list of dict
+        The members of all contexts, in order.
+    member_weights_ : ndarray of shape (n_members,)
+        Stacking weights (summing to one within each context).
+    pairs_ : list of (int, int) or None
+        The class-index pair of each context (None for a single multi-class context).
     device_ : torch.device
     n_features_in_ : int
 
@@ -720,8 +443,43 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     _task = "classification"
 
+    _parameter_constraints = {
+        **_PFNBase._parameter_constraints,
+        "multi_class": [StrOptions({"auto", "pairwise", "direct"})],
+    }
+
+    def __init__(
+        self,
+        n_estimators=4,
+        *,
+        max_context=None,
+        input_transform="mixed",
+        multi_class="auto",
+        batch_size=1024,
+        weights=None,
+        device="auto",
+        dtype="float32",
+        random_state=None,
+        verbose=0,
+        n_threads=None,
+    ):
+        super().__init__(
+            n_estimators,
+            max_context=max_context,
+            input_transform=input_transform,
+            batch_size=batch_size,
+            weights=weights,
+            device=device,
+            dtype=dtype,
+            random_state=random_state,
+            verbose=verbose,
+            n_threads=n_threads,
+        )
+        self.multi_class = multi_class
+
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
 
@@ -736,40 +494,101 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        self.classes_, y_enc = np.unique(y, return_inverse=True)
-        check_n_classes(self.classes_, self)
-        json_path = _resolve_weights(self.weights, self._task)
-        config, _ = _load_state(str(json_path))
+        classes, y_enc = np.unique(y, return_inverse=True)
+        check_n_classes(classes, self)
+        device, json_path, config, model = self._load()
         max_classes = int(config.get("max_classes", 10))
-        if len(self.classes_) > max_classes:
+        if len(classes) > max_classes:
             raise ValueError(
-                f"PFNClassifier supports at most {max_classes} classes, got {len(self.classes_)}"
+                f"PFNClassifier supports at most {max_classes} classes, got {len(classes)}"
             )
-        return self._fit_common(X, y_enc.astype(np.int64))
+        rng = check_random_state(self.random_state)
+        k = len(classes)
+        multi = self.multi_class
+        if multi == "auto":
+            multi = "pairwise" if 2 < k <= _AUTO_PAIRWISE_MAX_CLASSES else "direct"
+        if multi == "pairwise" and k > 2:
+            pairs = list(itertools.combinations(range(k), 2))
+            contexts = []
+            for a, b in pairs:
+                rows = np.flatnonzero((y_enc == a) | (y_enc == b))
+                y_pair = (y_enc[rows] == b).astype(np.int64)
+                contexts.append(
+                    self._make_context(X[rows], y_pair, config, rng, model, device, max_classes)
+                )
+        else:
+            pairs = None
+            contexts = [
+                self._make_context(
+                    X, y_enc.astype(np.int64), config, rng, model, device, max_classes
+                )
+            ]
+        self.classes_ = classes
+        self.pairs_ = pairs
+        self._finish_fit(device, json_path, config, contexts)
+        return self
 
-    def _member_targets(self, ctx_idx, member):
-        return member["labels"][self.y_context_[ctx_idx]]
+    def _context_proba(self, context, X, k):
+        out = np.zeros((X.shape[0], k))
+        for i, sl, p in context.iter_outputs(
+            self._model(),
+            self._device(),
+            X,
+            self.batch_size,
+            k=k,
+            verbose=self.verbose,
+            name=type(self).__name__,
+        ):
+            out[sl] += context.weights[i] * p.numpy()
+        return _tempered(out / out.sum(1, keepdims=True), getattr(context, "temperature", 1.0))
 
-    def _member_probs(self, logits, member):
-        k = len(self.classes_)
-        idx = torch.as_tensor(member["labels"][:k], device=logits.device)
-        return torch.softmax(logits[:, idx], -1).cpu()
-
+    @limits_threads()
     def predict_proba(self, X):
-        """Posterior predictive class probabilities, shape (n_queries, n_classes)."""
+        """Posterior predictive class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_queries, n_classes)
+        """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        out = np.zeros((X.shape[0], len(self.classes_)))
-        for _, sl, p in self._iter_member_outputs(X):
-            out[sl] += p.numpy()
-        out /= len(self.members_)
-        return out / out.sum(1, keepdims=True)
+        k = len(self.classes_)
+        if self.pairs_ is None:
+            return self._context_proba(self.contexts_[0], X, k)
+        r = np.full((X.shape[0], k, k), 0.5)
+        for (a, b), context in zip(self.pairs_, self.contexts_, strict=True):
+            p = self._context_proba(context, X, 2)
+            r[:, a, b] = p[:, 0]
+            r[:, b, a] = p[:, 1]
+        return _pairwise_coupling(np.clip(r, 1e-12, 1.0 - 1e-12))
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_queries, n_classes)
+        """
         return np.log(np.clip(self.predict_proba(X), 1e-300, None))
 
     def predict(self, X):
-        """Most probable class of every query."""
+        """Most probable class of every query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,)
+        """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, 1)]

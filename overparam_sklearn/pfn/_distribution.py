@@ -11,9 +11,10 @@ class PFNPredictiveDistribution:
     """Posterior predictive distributions of a :class:`PFNRegressor`, one per query.
 
     Each is a mixture (over the ensemble members) of Riemann "bar" distributions with half-normal
-    tails, on the standardised target scale, mapped back by ``y = loc + scale * z``.
+    tails, on the standardised target scale, mapped back by ``y = loc + scale * z``. Made by
+    :meth:`PFNRegressor.predict_distribution`; the parameters are kept as attributes.
 
-    Attributes
+    Parameters
     ----------
     probs : ndarray of shape (n_queries, n_bars)
         Bucket probabilities (standardised scale).
@@ -45,7 +46,17 @@ class PFNPredictiveDistribution:
         return self.scale * np.sqrt(self._bar.variance(self._t()).numpy())
 
     def quantile(self, q):
-        """Quantiles: ``q`` a float gives shape (n_queries,), a sequence (n_queries, len(q))."""
+        """Quantiles of every query's distribution.
+
+        Parameters
+        ----------
+        q : float or array-like of shape (n_levels,)
+            Levels strictly between 0 and 1.
+
+        Returns
+        -------
+        quantiles : ndarray of shape (n_queries,) for a float ``q``, else (n_queries, n_levels)
+        """
         q_arr = _check_quantiles(q)
         out = np.stack(
             [self._bar.quantile(self._t(), float(qi)).numpy() for qi in q_arr.ravel()], -1
@@ -61,6 +72,15 @@ class PFNPredictiveDistribution:
 
         For a point mass (constant training targets) the density is +inf at ``loc`` and 0
         (log: -inf) elsewhere.
+
+        Parameters
+        ----------
+        y : float or array-like of shape (n_queries,)
+            Target values (broadcast to one per query).
+
+        Returns
+        -------
+        logpdf : ndarray of shape (n_queries,)
         """
         if self.scale == 0:
             return np.where(self._point_mass(y) == self.loc, np.inf, -np.inf)
@@ -69,7 +89,17 @@ class PFNPredictiveDistribution:
         return self._bar.logpdf(self._t(), torch.as_tensor(z)).numpy() - np.log(self.scale)
 
     def cdf(self, y):
-        """Predictive CDF at ``y`` (shape (n_queries,), or broadcastable to it)."""
+        """Predictive CDF at ``y`` (shape (n_queries,), or broadcastable to it).
+
+        Parameters
+        ----------
+        y : float or array-like of shape (n_queries,)
+            Target values (broadcast to one per query).
+
+        Returns
+        -------
+        cdf : ndarray of shape (n_queries,)
+        """
         if self.scale == 0:
             return (self._point_mass(y) >= self.loc).astype(np.float64)
         z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale

@@ -344,6 +344,10 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     def predict_distribution(self, X):
         """Posterior predictive distributions of the queries.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
         Returns
         -------
         dist : PFNPredictiveDistribution
@@ -356,8 +360,18 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         )
 
     def predict_quantiles(self, X, q):
-        """Predictive quantiles: ``q`` a float gives shape (n_queries,), a sequence of levels
-        shape (n_queries, len(q))."""
+        """Predictive quantiles of the queries.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        q : float or array-like of shape (n_levels,)
+            Levels strictly between 0 and 1.
+
+        Returns
+        -------
+        quantiles : ndarray of shape (n_queries,) for a float ``q``, else (n_queries, n_levels)
+        """
         _check_quantiles(q)
         return self.predict_distribution(X).quantile(q)
 
@@ -530,7 +544,16 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     @limits_threads()
     def predict_proba(self, X):
-        """Posterior predictive class probabilities, shape (n_queries, n_classes)."""
+        """Posterior predictive class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_queries, n_classes)
+        """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         k = len(self.classes_)
@@ -544,10 +567,28 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         return _pairwise_coupling(np.clip(r, 1e-12, 1.0 - 1e-12))
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_queries, n_classes)
+        """
         return np.log(np.clip(self.predict_proba(X), 1e-300, None))
 
     def predict(self, X):
-        """Most probable class of every query."""
+        """Most probable class of every query.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,)
+        """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, 1)]

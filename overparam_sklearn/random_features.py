@@ -179,10 +179,11 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _draw(self, d):
         _check_activation(self.activation)
         self.device_ = resolve_device(self.device)
-        gen = make_generator(self.random_state, self.device_)
+        # drawn on the CPU (W is small and stored as numpy): the same features on any device
+        gen = make_generator(self.random_state, "cpu")
         fourier = self.activation == "fourier"
         m = math.ceil(self.n_components / 2) if fourier else self.n_components
-        opts = {"dtype": torch.float64, "device": self.device_, "generator": gen}
+        opts = {"dtype": torch.float64, "device": "cpu", "generator": gen}
         W = torch.randn(d, m, **opts) * (self.w_std / math.sqrt(d))
         if fourier:
             b = torch.rand(m, **opts) * (2 * math.pi)

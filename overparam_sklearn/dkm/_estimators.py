@@ -127,15 +127,15 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         params = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         nu_t = torch.tensor(nu, dtype=dtype, device=self.device_)
-        gen = make_generator(self.random_state, self.device_) if self.device_.type != "cpu" \
-            else gen_cpu
+        # every draw comes from the CPU generator, so a fit is the same on any device
+        gen = gen_cpu
         batch = min(self.batch_size, n)
         n_mc = getattr(self, "n_mc_samples", 1)
         self.loss_curve_ = []
         start = time.perf_counter()
         report_every = max(1, self.max_iter // 10)
         for epoch in range(self.max_iter):
-            perm = torch.randperm(n, generator=gen, device=self.device_)
+            perm = torch.randperm(n, generator=gen).to(self.device_)
             total, steps = 0.0, 0
             for sl in tile_slices(n, batch):
                 idx = perm[sl]
@@ -555,8 +555,8 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
     @staticmethod
     def _expected_loglik(module, mean, var, y, gen, n_mc):
         # Monte Carlo E_q[log softmax(f)_y] with reparameterised draws f = mu + sd * eps.
-        eps = torch.randn((n_mc,) + tuple(mean.shape), generator=gen, dtype=mean.dtype,
-                          device=mean.device)
+        eps = torch.randn((n_mc,) + tuple(mean.shape), generator=gen,
+                          dtype=mean.dtype).to(mean.device)
         f = mean + torch.sqrt(var) * eps
         logp = torch.log_softmax(f, dim=-1)
         return logp.gather(-1, y.expand(n_mc, -1)[..., None]).mean()

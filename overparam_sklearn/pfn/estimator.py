@@ -306,8 +306,10 @@ class _PFNBase(BaseEstimator):
     # -- predict -----------------------------------------------------------------------------
     def _iter_member_outputs(self, X):
         """Yield (member index, query slice, probabilities (m, n_out) float64 on CPU)."""
-        _, model = _load_model(self.weights_path_, str(self.device_))
         device = self.device_
+        if device.type == "cuda" and not torch.cuda.is_available():
+            device = torch.device("cpu")  # fitted on a GPU, unpickled on a machine without one
+        _, model = _load_model(self.weights_path_, str(device))
         Z = {"standard": self._standard(X)}
         if any(m["transform"] == "quantile" for m in self.members_):
             Z["quantile"] = self._quantile_inputs(X)

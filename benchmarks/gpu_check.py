@@ -22,7 +22,7 @@ It does two things and writes ``DIR/gpu_check.json`` and ``DIR/gpu_check.md``:
                           + predict 1,000
    ``rf_ridge``           RandomFeatureRegressor n = 10^6, N = 10^4, 10 alphas (LOO)  < 30 s
    ``pfn_predict``        PFNRegressor(n_estimators=1) 1,000 context x 1,000 queries  < 20 ms
-   ``grand``              GraNdScorer(n_models=1, score_epoch=0) on 50,000 examples   < 10 s
+   ``grand``              GraNdScorer(n_estimators=1, score_epoch=0) on 50,000 examples   < 10 s
    =====================  ==========================================================  ========
 
    Where one CPU core at the full size would take too long for the time budget, the CPU column
@@ -130,7 +130,7 @@ def _op_grand(n, device, dry):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, 64)).astype(np.float32)
     y = rng.integers(0, 10, size=n)
-    scorer = GraNdScorer(n_models=1, score_epoch=0, random_state=0, device=device)
+    scorer = GraNdScorer(n_estimators=1, score_epoch=0, random_state=0, device=device)
     return lambda: scorer.fit(X, y)
 
 

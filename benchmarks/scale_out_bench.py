@@ -3,7 +3,7 @@
 Times, with every process single-threaded (``OMP_NUM_THREADS=1`` and ``torch.set_num_threads(1)``
 in the workers too):
 
-* ``EL2NScorer(n_models=4, score_epoch=10)`` on the digits (1,797 x 64): ``n_jobs=1``,
+* ``EL2NScorer(n_estimators=4, score_epoch=10)`` on the digits (1,797 x 64): ``n_jobs=1``,
   ``n_jobs=2`` (joblib's default process backend) and ``joblib.parallel_backend("dask")`` on a
   ``dask.distributed.LocalCluster(n_workers=2, threads_per_worker=1)`` (worker processes);
 * ``GridSearchCV(NTKRegressor(...), 8 candidates, cv=3)`` on 1,500 rows, sequential and on the
@@ -49,7 +49,7 @@ def main():
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
-    kw = dict(n_models=4, score_epoch=10, device="cpu", random_state=0)
+    kw = dict(n_estimators=4, score_epoch=10, device="cpu", random_state=0)
     rng = np.random.default_rng(0)
     Xr = rng.normal(size=(1500, 8))
     yr = np.sin(Xr[:, 0]) + Xr[:, 1] * Xr[:, 2] + 0.1 * rng.normal(size=1500)
@@ -76,7 +76,7 @@ def main():
             print(f"LocalCluster(2 workers) up in {time.perf_counter() - start:.1f} s",
                   flush=True)
             with joblib.parallel_backend("dask"):
-                _timed(lambda: EL2NScorer(**dict(kw, n_models=2, score_epoch=1)).fit(X, y))
+                _timed(lambda: EL2NScorer(**dict(kw, n_estimators=2, score_epoch=1)).fit(X, y))
                 dist, t_dask = _timed(lambda: EL2NScorer(**kw).fit(X, y))
                 gs, g_dask = _timed(lambda: search(2))
     assert np.array_equal(dist.scores_, ref.scores_)

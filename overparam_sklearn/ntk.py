@@ -141,7 +141,11 @@ class _NTKBase(BaseEstimator):
             fitted = self._fit_exact(X, Y, device, dtype)
         # Derived factors filled on first use (eigendecomposition, NNGP train kernel). One
         # container created here, mutated in place later, so predict leaves __dict__ as is.
-        fitted.update(_cache={}, device_=device, solver_=solver)
+        # Device tensors of the fitted state are private; X_fit_ and dual_coef_ are their
+        # numpy copies for users (as in KernelRidge).
+        fitted.update(_cache={}, device_=device, solver_=solver,
+                      X_fit_=to_numpy(fitted["_X_fit"]).copy(),
+                      dual_coef_=to_numpy(fitted["_dual_coef"]).copy())
         for key, value in fitted.items():
             setattr(self, key, value)
         return self
@@ -163,8 +167,8 @@ class _NTKBase(BaseEstimator):
         factor = _linalg.kernel_ridge_factor(
             A, tau, what=f"the {self.kernel.upper()} train kernel plus alpha * I")
         coef = _linalg.kernel_ridge_apply(factor, Yt, tau)
-        return dict(X_fit_=Xt, y_fit_=Yt, dual_coef_=coef, cholesky_=factor.get("L"),
-                    train_matrix_=factor.get("A"), n_iter_=None, centers_indices_=None)
+        return dict(_X_fit=Xt, _y_fit=Yt, _dual_coef=coef, _cholesky=factor.get("L"),
+                    _train_matrix=factor.get("A"), n_iter_=None, centers_indices_=None)
 
     def _fit_nystrom(self, X, Y, device, dtype):
         n, d = X.shape
@@ -187,18 +191,18 @@ class _NTKBase(BaseEstimator):
         coef, n_iter = _nystrom.nystrom_fit(
             lambda A, B: self._kernels(A, B)[0], Xt, Yt, centers, self.alpha,
             log=self._log if self.verbose else None)
-        return dict(X_fit_=centers, y_fit_=None, dual_coef_=coef.to(dtype), cholesky_=None,
-                    train_matrix_=None, n_iter_=n_iter, centers_indices_=centers_idx)
+        return dict(_X_fit=centers, _y_fit=None, _dual_coef=coef.to(dtype), _cholesky=None,
+                    _train_matrix=None, n_iter_=n_iter, centers_indices_=centers_idx)
 
     # -- predict ---------------------------------------------------------------------------
     def _predict_targets(self, X, return_var=False, return_cov=False):
         """Mean (m, k) and optionally the variance (m,) or covariance (m, m) shared by outputs."""
         check_is_fitted(self, "dual_coef_")
-        Xfit = self.X_fit_
+        Xfit = self._X_fit
         Xt = to_tensor(X, Xfit.device, Xfit.dtype)
         if not (return_var or return_cov):  # the mean alone, in row tiles of the kernel
             return _nystrom.kernel_apply(lambda A, B: self._kernels(A, B)[0], Xt, Xfit,
-                                         self.dual_coef_), None
+                                         self._dual_coef), None
         if self.solver_ == "nystrom":
             raise ValueError(
                 "Predictive variances (return_std, return_cov, predict_proba) are not "
@@ -206,8 +210,8 @@ class _NTKBase(BaseEstimator):
                 f"{_AUTO_EXACT_MAX_SAMPLES} samples) for them."
             )
         K_td, nngp_td = self._kernels(Xt, Xfit, need_nngp=self.kernel == "ntk")
-        mean = K_td @ self.dual_coef_
-        tau = self.t / self.y_fit_.numel() if self._finite_time() else None
+        mean = K_td @ self._dual_coef
+        tau = self.t / self._y_fit.numel() if self._finite_time() else None
         reduction = _linalg.ensemble_variance_reduction(
             self._factor(), K_td, tau, nngp_td=nngp_td if self.kernel == "ntk" else None,
             nngp_train=self._nngp_train, return_cov=return_cov, cache=self._cache)
@@ -223,9 +227,9 @@ class _NTKBase(BaseEstimator):
 
     def _factor(self):
         """The exact solver's factor, as :func:`_linalg.kernel_ridge_factor` returned it."""
-        if self.cholesky_ is not None:
-            return {"solver": "cholesky", "L": self.cholesky_}
-        return {"solver": "flow", "A": self.train_matrix_}
+        if self._cholesky is not None:
+            return {"solver": "cholesky", "L": self._cholesky}
+        return {"solver": "flow", "A": self._train_matrix}
 
     def _nngp_train(self):
         """The NNGP train kernel the NTK-mode covariance needs, computed once per fit.
@@ -234,7 +238,7 @@ class _NTKBase(BaseEstimator):
         pickled: repeated ``predict(..., return_std=True)`` calls then skip the recursion.
         """
         if "nngp_train" not in self._cache:
-            self._cache["nngp_train"], _ = fc_kernels(self.X_fit_, None, need_ntk=False,
+            self._cache["nngp_train"], _ = fc_kernels(self._X_fit, None, need_ntk=False,
                                                       **self._kernel_args())
         return self._cache["nngp_train"]
 
@@ -345,18 +349,16 @@ class NTKRegressor(RegressorMixin, _NTKBase):
 
     Attributes
     ----------
-    dual_coef_ : tensor of shape (n_samples, n_targets)
-        ``A^{-1}(I - exp(-tau A)) y`` (``A^{-1} y`` at ``t=None``); predictions are
-        ``K(X, X_fit_) @ dual_coef_``.
-    X_fit_ : tensor of shape (n_samples, n_features)
-    cholesky_ : tensor or None
-        Lower Cholesky factor of the regularised train kernel (``t=None``).
-    train_matrix_ : tensor or None
-        The regularised train kernel (finite ``t``).
+    dual_coef_ : ndarray of shape (n_samples, n_targets) or (n_centers, n_targets)
+        ``A^{-1}(I - exp(-tau A)) y`` (``A^{-1} y`` at ``t=None``) for the normalised targets;
+        predictions are ``K(X, X_fit_) @ dual_coef_`` (then mapped back by ``normalize_y``).
+        With ``solver="nystrom"``, the coefficients of the centres.
+    X_fit_ : ndarray of shape (n_samples, n_features) or (n_centers, n_features)
+        The training inputs (with ``solver="nystrom"``: the centres).
     solver_ : {"exact", "nystrom"}
         The solver used.
     centers_indices_ : ndarray of shape (n_centers,) or None
-        Rows of the training data used as Nystrom centres (``X_fit_`` then holds those rows).
+        Rows of the training data used as Nystrom centres.
     n_iter_ : int or None
         Conjugate-gradient iterations of the Nystrom solve.
     log_marginal_likelihood_value_ : float
@@ -448,8 +450,8 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         self.predictive_df_ = None
         if self.kernel == "nngp" and not self._finite_time() and self.solver_ == "exact":
             n, k = Y.shape
-            fit_term = (self.y_fit_ * self.dual_coef_).sum(0)  # y' A^{-1} y per output
-            logdet = 2 * torch.log(self.cholesky_.diagonal()).sum()
+            fit_term = (self._y_fit * self._dual_coef).sum(0)  # y' A^{-1} y per output
+            logdet = 2 * torch.log(self._cholesky.diagonal()).sum()
             lml = -0.5 * fit_term.sum() - k * (0.5 * logdet + 0.5 * n * math.log(2 * math.pi))
             self.log_marginal_likelihood_value_ = float(lml)
             if self.posterior == "student_t":
@@ -531,22 +533,22 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         if times.size == 0 or np.isnan(times).any() or (times < 0).any():
             raise ValueError("times must be a non-empty array of non-negative numbers.")
         evals, evecs = self._eigh(self._regularised_train_matrix)
-        Xt = to_tensor(X, self.X_fit_.device, self.X_fit_.dtype)
-        K_td, _ = self._kernels(Xt, self.X_fit_)
+        Xt = to_tensor(X, self._X_fit.device, self._X_fit.dtype)
+        K_td, _ = self._kernels(Xt, self._X_fit)
         left = K_td @ evecs  # (m, n)
-        right = evecs.T @ self.y_fit_  # (n, k)
+        right = evecs.T @ self._y_fit  # (n, k)
         out = []
         for t in times:
-            tau = t / self.y_fit_.numel()
+            tau = t / self._y_fit.numel()
             mean = left @ (_linalg.flow_filter(evals, tau)[:, None] * right)
             mean = to_numpy(mean) * self._y_std + self._y_mean
             out.append(mean[:, 0] if self._y_1d else mean)
         return np.stack(out)
 
     def _regularised_train_matrix(self):
-        if self.train_matrix_ is not None:
-            return self.train_matrix_
-        A, _ = self._kernels(self.X_fit_)
+        if self._train_matrix is not None:
+            return self._train_matrix
+        A, _ = self._kernels(self._X_fit)
         A.diagonal().add_(self.alpha)
         return A
 
@@ -578,7 +580,10 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    dual_coef_ : tensor of shape (n_samples, n_classes)
+    dual_coef_ : ndarray of shape (n_samples, n_classes)
+        Dual coefficients of the centred one-hot targets.
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        The training inputs.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 

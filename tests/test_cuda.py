@@ -148,7 +148,7 @@ def test_scorers_match_cpu(device, tmp_path):
     X, y = load_digits(return_X_y=True)
     X, y = X[:300] / 16.0, y[:300]
     for cls in (osk.EL2NScorer, osk.GraNdScorer, osk.ForgettingScorer):
-        kw = dict(n_models=2, score_epoch=2, random_state=0)
+        kw = dict(n_estimators=2, score_epoch=2, random_state=0)
         gpu = cls(device=device, **kw).fit(X, y)
         cpu = cls(device="cpu", **kw).fit(X, y)
         _on_device(gpu, device)

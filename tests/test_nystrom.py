@@ -105,7 +105,7 @@ def test_auto_solver_switches_by_size(monkeypatch):
     monkeypatch.setattr(ntk_module, "_AUTO_EXACT_MAX_SAMPLES", 100)
     model = NTKRegressor(device="cpu", n_centers=50, random_state=0).fit(X, y)
     assert model.solver_ == "nystrom" and model.X_fit_.shape == (50, 4)
-    np.testing.assert_array_equal(model.X_fit_.numpy(), X[model.centers_indices_])
+    np.testing.assert_array_equal(model.X_fit_, X[model.centers_indices_])
 
 
 def test_centres_follow_random_state_and_pickle():

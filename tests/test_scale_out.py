@@ -10,7 +10,7 @@ from sklearn.model_selection import GridSearchCV
 
 from overparam_sklearn import EL2NScorer, ForgettingScorer, GraNdScorer, NTKRegressor
 
-SMALL = dict(n_models=3, score_epoch=2, batch_size=128, device="cpu", random_state=0)
+SMALL = dict(n_estimators=3, score_epoch=2, batch_size=128, device="cpu", random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_scorer_on_a_dask_cluster_equals_sequential(digits, cluster):
     with joblib.parallel_backend("dask"):
         distributed = GraNdScorer(**SMALL).fit(X, y)
     np.testing.assert_array_equal(distributed.scores_per_model_, expected.scores_per_model_)
-    assert len(distributed.estimators_) == SMALL["n_models"]
+    assert len(distributed.estimators_) == SMALL["n_estimators"]
 
 
 def test_grid_search_on_a_dask_cluster_equals_sequential(cluster):

@@ -154,7 +154,7 @@ class DataDietClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     >>> from overparam_sklearn import DataDietClassifier, EL2NScorer
     >>> X, y = load_iris(return_X_y=True)
     >>> clf = DataDietClassifier(
-    ...     scorer=EL2NScorer(n_models=2, score_epoch=3), keep_fraction=0.5,
+    ...     scorer=EL2NScorer(n_estimators=2, score_epoch=3), keep_fraction=0.5,
     ...     class_balanced=True, random_state=0,
     ... ).fit(X, y)
     >>> len(clf.sample_indices_)  # the 25 hardest rows of each class
@@ -276,7 +276,7 @@ class DataDietSampler(BaseEstimator):
     >>> from sklearn.datasets import load_iris
     >>> from overparam_sklearn import DataDietSampler, EL2NScorer
     >>> X, y = load_iris(return_X_y=True)
-    >>> sampler = DataDietSampler(EL2NScorer(n_models=2, score_epoch=3), keep_fraction=0.4,
+    >>> sampler = DataDietSampler(EL2NScorer(n_estimators=2, score_epoch=3), keep_fraction=0.4,
     ...                           class_balanced=True, random_state=0)
     >>> X_kept, y_kept = sampler.fit_resample(X, y)
     >>> X_kept.shape

@@ -70,7 +70,7 @@ def _net_to_cpu(net):
 
 
 _SCORER_CONSTRAINTS = {
-    "n_models": [Interval(Integral, 1, None, closed="left")],
+    "n_estimators": [Interval(Integral, 1, None, closed="left")],
     "score_epoch": [Interval(Integral, 0, None, closed="left")],
     "module": [None, callable],
     "module_params": [None, dict],
@@ -85,7 +85,7 @@ _SCORER_CONSTRAINTS = {
 }
 
 _COMMON_PARAMS_DOC = """
-    n_models : int, default=5
+    n_estimators : int, default=5
         Number of independently initialised networks the scores are averaged over (Paul et al.
         use 10).
     score_epoch : int, default=10
@@ -107,8 +107,8 @@ _COMMON_PARAMS_DOC = """
     batch_size : int, default=64
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where training and scoring run; fitted networks are kept on the CPU.
-    dtype : {"float32", "float64"} or None, default=None
-        Network precision; ``None`` means float32.
+    dtype : {"float32", "float64"}, default="float32"
+        Network precision (float32, as for every neural network).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and the minibatch order of every model (private generators).
     n_jobs : int or None, default=None
@@ -170,20 +170,20 @@ def _train_and_score(scorer, X, y_enc, n_classes, seed, device, dtype, index, st
         tracker.X = tracker.y = None
         tracker.snapshots_ = tracker.correct_ = None
     if scorer.verbose > 0:
-        print(f"[{type(scorer).__name__}] model {index + 1}/{scorer.n_models} trained and "
+        print(f"[{type(scorer).__name__}] model {index + 1}/{scorer.n_estimators} trained and "
               f"scored ({time.perf_counter() - start:.1f} s)", flush=True)
     return _net_to_cpu(net), scores, snapshots
 
 
 class _BaseScorer(BaseEstimator):
-    """Shared ``fit`` of the scorers: train ``n_models`` networks with skorch, score each."""
+    """Shared ``fit`` of the scorers: train ``n_estimators`` networks with skorch, score each."""
 
     _parameter_constraints = dict(_SCORER_CONSTRAINTS)
     _keep_snapshots = False
 
     def __init__(
         self,
-        n_models=5,
+        n_estimators=5,
         score_epoch=10,
         module=None,
         module_params=None,
@@ -191,12 +191,12 @@ class _BaseScorer(BaseEstimator):
         lr=1e-3,
         batch_size=64,
         device="auto",
-        dtype=None,
+        dtype="float32",
         random_state=None,
         n_jobs=None,
         verbose=0,
     ):
-        self.n_models = n_models
+        self.n_estimators = n_estimators
         self.score_epoch = score_epoch
         self.module = module
         self.module_params = module_params
@@ -241,7 +241,7 @@ class _BaseScorer(BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Train ``n_models`` networks for ``score_epoch`` epochs and score the training set.
+        """Train ``n_estimators`` networks for ``score_epoch`` epochs and score the training set.
 
         Parameters
         ----------
@@ -265,7 +265,7 @@ class _BaseScorer(BaseEstimator):
 
         # every seed is drawn here, in order, so results do not depend on n_jobs or backend
         rng = check_random_state(self.random_state)
-        seeds = [seed_from_random_state(rng) for _ in range(self.n_models)]
+        seeds = [seed_from_random_state(rng) for _ in range(self.n_estimators)]
         start = time.perf_counter()
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(_train_and_score)(self, X, y_enc, n_classes, seed, device, dtype, m, start)
@@ -348,7 +348,7 @@ class EL2NScorer(_BaseScorer):
     __doc__ = (
         """EL2N data-pruning scores: the norm of the softmax error early in training.
 
-    ``score(x, y) = mean_m || softmax(f_m(x)) - onehot(y) ||_2`` over ``n_models`` networks
+    ``score(x, y) = mean_m || softmax(f_m(x)) - onehot(y) ||_2`` over ``n_estimators`` networks
     trained for ``score_epoch`` epochs (Paul, Ganguli & Dziugaite 2021, eq. 2). Large scores mark
     hard or mislabelled examples. Networks train in float32 by default (cross-entropy, skorch).
 
@@ -360,7 +360,7 @@ class EL2NScorer(_BaseScorer):
     ----------
     scores_ : ndarray of shape (n_samples,)
         Training scores averaged over the models (float64).
-    scores_per_model_ : ndarray of shape (n_models, n_samples)
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
     estimators_ : list of skorch.NeuralNetClassifier
         The trained networks, on the CPU.
     classes_ : ndarray of shape (n_classes,)
@@ -373,7 +373,7 @@ class EL2NScorer(_BaseScorer):
     >>> from sklearn.datasets import load_iris
     >>> from overparam_sklearn import EL2NScorer
     >>> X, y = load_iris(return_X_y=True)
-    >>> scorer = EL2NScorer(n_models=2, score_epoch=3, random_state=0).fit(X, y)
+    >>> scorer = EL2NScorer(n_estimators=2, score_epoch=3, random_state=0).fit(X, y)
     >>> scorer.scores_.shape
     (150,)
     """
@@ -408,7 +408,7 @@ class GraNdScorer(_BaseScorer):
     ----------
     scores_ : ndarray of shape (n_samples,)
         Training scores averaged over the models (float64).
-    scores_per_model_ : ndarray of shape (n_models, n_samples)
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
     estimators_ : list of skorch.NeuralNetClassifier
         The trained networks, on the CPU.
     classes_ : ndarray of shape (n_classes,)
@@ -421,7 +421,7 @@ class GraNdScorer(_BaseScorer):
     >>> from sklearn.datasets import load_iris
     >>> from overparam_sklearn import GraNdScorer
     >>> X, y = load_iris(return_X_y=True)
-    >>> scorer = GraNdScorer(n_models=2, score_epoch=3, random_state=0).fit(X, y)
+    >>> scorer = GraNdScorer(n_estimators=2, score_epoch=3, random_state=0).fit(X, y)
     >>> scorer.scores_.shape
     (150,)
     """
@@ -435,7 +435,7 @@ class GraNdScorer(_BaseScorer):
     def __init__(
         self,
         gradient="all",
-        n_models=5,
+        n_estimators=5,
         score_epoch=10,
         module=None,
         module_params=None,
@@ -443,14 +443,14 @@ class GraNdScorer(_BaseScorer):
         lr=1e-3,
         batch_size=64,
         device="auto",
-        dtype=None,
+        dtype="float32",
         random_state=None,
         n_jobs=None,
         verbose=0,
     ):
         self.gradient = gradient
         super().__init__(
-            n_models=n_models,
+            n_estimators=n_estimators,
             score_epoch=score_epoch,
             module=module,
             module_params=module_params,
@@ -474,8 +474,8 @@ class ForgettingScorer(_BaseScorer):
     __doc__ = (
         """Forgetting-event counts (Toneva et al., ICLR 2019), averaged over networks.
 
-    Each of ``n_models`` networks trains for ``score_epoch`` epochs; after every epoch the whole
-    training set is classified, and a forgetting event is a transition from correct to wrong
+    Each of ``n_estimators`` networks trains for ``score_epoch`` epochs; after every epoch the
+    whole training set is classified, and a forgetting event is a transition from correct to wrong
     between consecutive epochs (the state before training counts as "not learned"). Examples never
     learned count ``score_epoch`` events, more than any learned example can have, so they rank as
     the most forgettable (Toneva et al. treat them as forgotten infinitely often). Evaluating once
@@ -483,7 +483,7 @@ class ForgettingScorer(_BaseScorer):
     common approximation.
 
     ``score_samples(X, y)`` replays the same count on new data with the per-epoch snapshots of
-    every network (``snapshots_``; ``n_models * score_epoch`` CPU copies of the weights), so
+    every network (``snapshots_``; ``n_estimators * score_epoch`` CPU copies of the weights), so
     ``score_samples(X_train, y_train)`` equals ``scores_``. Networks train in float32 by default.
 
     Parameters
@@ -499,7 +499,7 @@ class ForgettingScorer(_BaseScorer):
     ----------
     scores_ : ndarray of shape (n_samples,)
         Forgetting counts averaged over the models (float64).
-    scores_per_model_ : ndarray of shape (n_models, n_samples)
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
     estimators_ : list of skorch.NeuralNetClassifier
         The trained networks, on the CPU.
     snapshots_ : list of list of dict
@@ -514,7 +514,7 @@ class ForgettingScorer(_BaseScorer):
     >>> from sklearn.datasets import load_iris
     >>> from overparam_sklearn import ForgettingScorer
     >>> X, y = load_iris(return_X_y=True)
-    >>> scorer = ForgettingScorer(n_models=2, score_epoch=4, random_state=0).fit(X, y)
+    >>> scorer = ForgettingScorer(n_estimators=2, score_epoch=4, random_state=0).fit(X, y)
     >>> bool(scorer.scores_.max() <= 4)
     True
     """

@@ -30,8 +30,8 @@ The output layer is a sparse variational GP (SVGP, Hensman et al. 2013/2015) on 
 log-likelihood, learned noise above a floor) or a categorical one (softmax, Monte Carlo).
 
 Limits (tested in tests/test_dkm.py): at initialisation every ``G_l^ii`` is the NNGP Gram, so
-every KL is zero and the model is an SVGP with the NNGP kernel of depth ``n_layers + 1``; as
-``nu -> inf`` training keeps it there; ``n_layers=0`` is a plain SVGP.
+every KL is zero and the model is an SVGP with the NNGP kernel of depth ``n_hidden = L + 1``; as
+``nu -> inf`` training keeps it there; ``n_hidden=1`` (``L = 0``) is a plain SVGP.
 """
 
 from ._estimators import SparseDKMClassifier, SparseDKMRegressor

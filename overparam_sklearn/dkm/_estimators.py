@@ -31,7 +31,7 @@ from .._backend import (
     tile_slices,
 )
 from .._linalg import cholesky
-from ._module import KERNELS, _SparseDKM
+from ._module import ACTIVATIONS, _SparseDKM
 
 # Monte Carlo draws used by predict_proba (fixed per fit, shared by every row, so that the
 # prediction of a row does not depend on the other rows of the batch).
@@ -40,8 +40,8 @@ _N_PREDICT_SAMPLES = 256
 
 class _BaseSparseDKM(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
-        "n_layers": [Interval(numbers.Integral, 0, None, closed="left")],
-        "kernel": [StrOptions(set(KERNELS))],
+        "n_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
         "nu": [Interval(numbers.Real, 0, None, closed="left"), "array-like"],
         "n_inducing": [Interval(numbers.Integral, 1, None, closed="left"), "array-like"],
         "w_std": [Interval(numbers.Real, 0, None, closed="neither"), None],
@@ -58,13 +58,14 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
     }
 
     def _nu_per_layer(self):
+        n_learned = self.n_hidden - 1
         nu = np.asarray(self.nu, dtype=float)
         if nu.ndim == 0:
-            nu = np.full(self.n_layers, float(nu))
-        elif nu.ndim != 1 or nu.shape[0] != self.n_layers:
+            nu = np.full(n_learned, float(nu))
+        elif nu.ndim != 1 or nu.shape[0] != n_learned:
             raise ValueError(
-                f"nu must be a number or have one value per layer (n_layers={self.n_layers}), "
-                f"got shape {nu.shape}."
+                f"nu must be a number or have one value per learned Gram layer (n_hidden - 1 = "
+                f"{n_learned}), got shape {nu.shape}."
             )
         if not np.all(np.isfinite(nu)) or np.any(nu < 0):
             raise ValueError(f"nu must be finite and non-negative, got {self.nu!r}")
@@ -74,7 +75,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         if self.w_std is not None:
             return float(self.w_std)
         # He scaling keeps the ReLU arc-cosine kernel's diagonal equal to the Gram's diagonal.
-        return math.sqrt(2.0) if self.kernel == "relu" else 1.0
+        return math.sqrt(2.0) if self.activation == "relu" else 1.0
 
     def _initial_inducing(self, X, gen):
         n, d = X.shape
@@ -103,7 +104,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         n = X.shape[0]
         # Parameters (L + 1 Cholesky-sized blocks and C variational factors) and three Adam
         # copies, plus the per-step (b, m) blocks.
-        n_params = (self.n_layers + n_outputs + 2) * m * m
+        n_params = (self.n_hidden + n_outputs + 1) * m * m
         check_memory(
             4 * estimate_bytes((n_params,), dtype)
             + 8 * estimate_bytes((min(self.batch_size, n), m), dtype),
@@ -118,7 +119,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         Zt = torch.tensor(Z0, dtype=dtype, device=self.device_)
         gaussian = likelihood == "gaussian"
         module = _SparseDKM(
-            Zt, self.n_layers, self.kernel, self._w_std(), self.b_std, n_outputs, self.ard,
+            Zt, self.n_hidden - 1, self.activation, self._w_std(), self.b_std, n_outputs, self.ard,
             self.learn_inducing, jitter,
             noise=self.noise if gaussian else None,
             min_noise=self.min_noise if gaussian else 0.0,
@@ -235,25 +236,26 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         with torch.no_grad():
             chols, _ = self.module_.inducing_chain()
             out = []
-            for layer in range(self.module_.n_layers):
+            for layer in range(self.module_.n_learned):
                 chol = chols[layer][0] @ self.module_.whitened_factor(layer)
                 out.append((chol @ chol.T).numpy().copy())
         return out
 
 
 _DOC_PARAMS = """
-    n_layers : int, default=2
-        Number of hidden layers with a learned Gram matrix (``L`` in Yang et al. 2023). The
-        kernel is applied ``n_layers + 1`` times, so ``n_layers=0`` is a plain SVGP with the
-        kernel on the inputs and the ``nu -> inf`` limit is the NNGP of a network with
-        ``n_layers + 1`` hidden layers (``kernels.nngp_kernel(..., n_hidden=n_layers + 1)``).
-    kernel : {"relu", "sqexp", "normalized_gaussian"}, default="relu"
-        Kernel applied to each layer's Gram matrix: the ReLU arc-cosine kernel (the NNGP map of
+    n_hidden : int, default=3
+        Number of hidden layers of the network whose NNGP is the ``nu -> inf`` limit
+        (``kernels.nngp_kernel(..., n_hidden=n_hidden)``): the activation's kernel map is applied
+        ``n_hidden`` times. The first hidden layer's Gram is fixed by the inputs; the other
+        ``n_hidden - 1`` have a learned Gram matrix (``L = n_hidden - 1`` in Yang et al. 2023),
+        so ``n_hidden=1`` is a plain SVGP with the one-hidden-layer NNGP kernel.
+    activation : {"relu", "sqexp", "normalized_gaussian"}, default="relu"
+        Kernel map applied to each layer's Gram matrix: the ReLU arc-cosine kernel (the NNGP map of
         ``kernels.parse_activation("relu")``), the squared exponential
         ``exp(-(G_ii + G_jj - 2 G_ij) / 2)`` (the map of ``"rbf(0.5)"``), or the normalised
         Gaussian ``sqrt(G_ii G_jj) exp(G_ij / sqrt(G_ii G_jj) - 1)``. Each is then scaled as a
         dense layer: ``w_std**2 * map + b_std**2``.
-    nu : float or array-like of shape (n_layers,), default=1.0
+    nu : float or array-like of shape (n_hidden - 1,), default=1.0
         Weight of each layer's KL term (the relative width). Large ``nu`` pins the layers at the
         NNGP; small ``nu`` lets the representation adapt to the data.
     n_inducing : int or array-like of shape (m, n_features), default=100
@@ -282,8 +284,8 @@ _DOC_PARAMS = """
         Print the objective about ten times during training when positive.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where to train; the fitted model is stored on the CPU.
-    dtype : {"float32", "float64"} or None, default=None
-        Floating type of the computation; ``None`` means float64 (kernel solves).
+    dtype : {"float32", "float64"}, default="float64"
+        Floating type of the computation (float64, as for every kernel solve).
 """
 
 _DOC_ATTRS = """
@@ -293,7 +295,7 @@ _DOC_ATTRS = """
         Learned inducing inputs.
     input_scales_ : ndarray of shape (n_features,)
         Learned ARD scales (inputs are multiplied by them).
-    layer_kl_ : ndarray of shape (n_layers,)
+    layer_kl_ : ndarray of shape (n_hidden - 1,)
         ``KL(N(0, G_l^ii) || N(0, K(G_{l-1}^ii)))`` of each layer after training.
     loss_curve_ : list of float
         Mean negative objective (per training point) of each epoch.
@@ -365,12 +367,13 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         "solve_output": ["boolean"],
     }
 
-    def __init__(self, n_layers=2, kernel="relu", nu=1.0, n_inducing=100, w_std=None, b_std=0.1,
-                 ard=True, learn_inducing=True, max_iter=100, batch_size=256, learning_rate=0.01,
-                 noise=0.1, min_noise=1e-6, learn_noise=True, normalize_y=True,
-                 solve_output=True, random_state=None, verbose=0, device="auto", dtype=None):
-        self.n_layers = n_layers
-        self.kernel = kernel
+    def __init__(self, n_hidden=3, activation="relu", nu=1.0, n_inducing=100, w_std=None,
+                 b_std=0.1, ard=True, learn_inducing=True, max_iter=100, batch_size=256,
+                 learning_rate=0.01, noise=0.1, min_noise=1e-6, learn_noise=True,
+                 normalize_y=True, solve_output=True, random_state=None, verbose=0,
+                 device="auto", dtype="float64"):
+        self.n_hidden = n_hidden
+        self.activation = activation
         self.nu = nu
         self.n_inducing = n_inducing
         self.w_std = w_std
@@ -509,7 +512,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
 
     Attributes
     ----------""" + _DOC_ATTRS + """    classes_ : ndarray of shape (n_classes,)
-    predict_draws_ : tensor of shape (256, n_classes)
+    predict_draws_ : ndarray of shape (256, n_classes)
         Standard-normal draws shared by every row in :meth:`predict_proba`, so that a row's
         probabilities do not depend on the other rows.
 
@@ -532,11 +535,12 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         "n_mc_samples": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_layers=2, kernel="relu", nu=1.0, n_inducing=100, w_std=None, b_std=0.1,
-                 ard=True, learn_inducing=True, max_iter=100, batch_size=256, learning_rate=0.01,
-                 n_mc_samples=8, random_state=None, verbose=0, device="auto", dtype=None):
-        self.n_layers = n_layers
-        self.kernel = kernel
+    def __init__(self, n_hidden=3, activation="relu", nu=1.0, n_inducing=100, w_std=None,
+                 b_std=0.1, ard=True, learn_inducing=True, max_iter=100, batch_size=256,
+                 learning_rate=0.01, n_mc_samples=8, random_state=None, verbose=0,
+                 device="auto", dtype="float64"):
+        self.n_hidden = n_hidden
+        self.activation = activation
         self.nu = nu
         self.n_inducing = n_inducing
         self.w_std = w_std
@@ -590,7 +594,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         self.predict_draws_ = torch.randn(
             (_N_PREDICT_SAMPLES, len(self.classes_)), generator=gen,
             dtype=self.module_.Z.dtype,
-        )
+        ).numpy()
         return self
 
     def predict_proba(self, X):
@@ -606,7 +610,8 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         """
         check_is_fitted(self)
         mean, var = self._marginals(X)
-        f = mean[None] + torch.sqrt(var)[None] * self.predict_draws_[:, None, :]
+        draws = torch.from_numpy(self.predict_draws_)
+        f = mean[None] + torch.sqrt(var)[None] * draws[:, None, :]
         proba = torch.softmax(f, dim=-1).mean(0)
         return proba.numpy()
 

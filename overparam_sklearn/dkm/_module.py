@@ -9,7 +9,7 @@ import torch
 from .._linalg import cholesky
 from ..kernels import parse_activation
 
-KERNELS = ("relu", "sqexp", "normalized_gaussian")
+ACTIVATIONS = ("relu", "sqexp", "normalized_gaussian")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,12 +63,12 @@ class _SparseDKM(torch.nn.Module):
     floor.
     """
 
-    def __init__(self, Z, n_layers, kernel, w_std, b_std, n_outputs, ard, learn_inducing, jitter,
-                 noise=None, min_noise=0.0, learn_noise=True):
+    def __init__(self, Z, n_learned, activation, w_std, b_std, n_outputs, ard, learn_inducing,
+                 jitter, noise=None, min_noise=0.0, learn_noise=True):
         super().__init__()
         m, d = Z.shape
-        self.n_layers = int(n_layers)
-        self.kernel = kernel
+        self.n_learned = int(n_learned)  # hidden layers with a learned Gram: n_hidden - 1
+        self.activation = activation
         self.w2 = float(w_std) ** 2
         self.b2 = float(b_std) ** 2
         self.jitter = float(jitter)
@@ -82,7 +82,7 @@ class _SparseDKM(torch.nn.Module):
         # with a positive diagonal: the Cholesky factor of G_l^ii is L_K V_l. V_l = I at
         # initialisation, so G_l^ii = K(G_{l-1}^ii) is the NNGP Gram and every KL is zero.
         # Relative to the prior's factor, the KL does not depend on the conditioning of K.
-        for _ in range(self.n_layers):
+        for _ in range(self.n_learned):
             self.gram_offdiag.append(torch.nn.Parameter(torch.zeros(m, m, **opts)))
             self.gram_logdiag.append(torch.nn.Parameter(torch.zeros(m, **opts)))
         self.q_mean = torch.nn.Parameter(torch.zeros(m, n_outputs, **opts))
@@ -106,7 +106,7 @@ class _SparseDKM(torch.nn.Module):
         return self.w2 * (Zs @ Zs.T) / Zs.shape[1] + self.b2
 
     def _k(self, k12, k11, k22):
-        return self.w2 * _KERNEL_MAPS[self.kernel](k12, k11, k22) + self.b2
+        return self.w2 * _KERNEL_MAPS[self.activation](k12, k11, k22) + self.b2
 
     def _kernel_ii(self, G):
         diag = torch.diagonal(G)
@@ -125,13 +125,13 @@ class _SparseDKM(torch.nn.Module):
         G = self._input_gram_ii()
         chols, kls = [], []
         m = G.shape[0]
-        for layer in range(self.n_layers + 1):
+        for layer in range(self.n_learned + 1):
             chol_k = cholesky(
                 self._kernel_ii(G), f"the layer-{layer} kernel on the inducing points",
                 "try fewer inducing points, a larger nu, a smaller learning_rate or float64",
             )
             chols.append((chol_k, torch.diagonal(G)))
-            if layer < self.n_layers:
+            if layer < self.n_learned:
                 V = self.whitened_factor(layer)
                 # KL(N(0, L V V^T L^T) || N(0, L L^T)) = KL(N(0, V V^T) || N(0, I))
                 #   = (|V|_F^2 - m - log det(V V^T)) / 2
@@ -147,12 +147,12 @@ class _SparseDKM(torch.nn.Module):
         d = X.shape[1]
         G_ti = self.w2 * (Xs @ Zs.T) / d + self.b2
         g_t = self.w2 * (Xs * Xs).sum(1) / d + self.b2
-        for layer in range(self.n_layers + 1):
+        for layer in range(self.n_learned + 1):
             chol_k, g_i = chols[layer]
             K_ti = self._k(G_ti, g_t[:, None], g_i[None, :])
             k_t = self._k(g_t, g_t, g_t)
             A = torch.linalg.solve_triangular(chol_k, K_ti.T, upper=False)
-            if layer == self.n_layers:
+            if layer == self.n_learned:
                 return A, k_t
             V = self.whitened_factor(layer)
             # Conditional blocks: G^ti = K^ti K^-1 G^ii = A^T V V^T L_K^T = B^T (L_K V)^T with

@@ -336,21 +336,29 @@ def _run_nystrom(args, log):
         if not PROTEIN.exists():
             print(f"{PROTEIN} is absent: the protein comparison is skipped.")
         else:
-            print(f"protein (split 0), {args.threads} thread(s):", flush=True)
-            nys = _run_worker(sys.executable, "nystrom",
-                              ["--dataset", "protein", "--solver", "nystrom",
-                               "--centers", str(args.centers)], env, log)
-            nys and _print_nystrom(nys)
-            exact = _run_worker(sys.executable, "nystrom",
-                                ["--dataset", "protein", "--solver", "exact",
-                                 "--subsample", str(args.exact_subsample)], env, log)
-            exact and _print_nystrom(exact)
+            from concurrent.futures import ThreadPoolExecutor
+
+            print(f"protein (split 0), {args.threads} thread(s) per worker; the two workers run "
+                  "side by side (each single-threaded: compare CPU seconds on a busy "
+                  "machine)", flush=True)
+            with ThreadPoolExecutor(2) as pool:
+                nys = pool.submit(_run_worker, sys.executable, "nystrom",
+                                  ["--dataset", "protein", "--solver", "nystrom",
+                                   "--centers", str(args.centers)], env, log)
+                exact = pool.submit(_run_worker, sys.executable, "nystrom",
+                                    ["--dataset", "protein", "--solver", "exact",
+                                     "--subsample", str(args.exact_subsample)], env, log)
+                nys, exact = nys.result(), exact.result()
+            for res in (nys, exact):
+                if res:
+                    _print_nystrom(res)
             if nys and exact:
-                ok = nys["seconds"] < TARGET_PROTEIN_SECONDS and nys["rmse"] <= exact["rmse"]
-                print(f"  Nystrom / exact-on-{args.exact_subsample}: time ratio "
-                      f"{nys['seconds'] / exact['seconds']:.2f}, RMSE ratio "
+                ok = (nys["cpu_seconds"] < TARGET_PROTEIN_SECONDS
+                      and nys["rmse"] <= exact["rmse"])
+                print(f"  Nystrom / exact-on-{args.exact_subsample}: CPU-time ratio "
+                      f"{nys['cpu_seconds'] / exact['cpu_seconds']:.2f}, RMSE ratio "
                       f"{nys['rmse'] / exact['rmse']:.4f}; target (< {TARGET_PROTEIN_SECONDS:.0f}"
-                      f" s and RMSE <= exact): {'met' if ok else 'MISSED'}")
+                      f" s of one core and RMSE <= exact): {'met' if ok else 'MISSED'}")
     for n in args.synthetic:
         print(f"synthetic n={n}, {args.threads} thread(s):", flush=True)
         res = _run_worker(sys.executable, "nystrom",
@@ -358,8 +366,8 @@ def _run_nystrom(args, log):
                            "--centers", str(args.centers)], env, log)
         if res:
             _print_nystrom(res)
-            per_million = res["seconds"] * 1e6 / n
-            print(f"  time scaled linearly to 10^6 rows: {per_million:.0f} s (target < "
+            per_million = res["cpu_seconds"] * 1e6 / n
+            print(f"  CPU time scaled linearly to 10^6 rows: {per_million:.0f} s (target < "
                   f"{TARGET_MILLION_SECONDS:.0f} s{'' if n == 10**6 else ', extrapolated'}); "
                   f"peak RSS {res['peak_rss_gib']:.2f} GiB (target < {TARGET_MILLION_GIB} GiB "
                   f"at 10^6)")

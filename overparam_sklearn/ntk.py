@@ -33,6 +33,7 @@ from . import _linalg, _nystrom
 from ._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     check_memory,
     estimate_bytes,
     numpy_dtype,
@@ -41,6 +42,7 @@ from ._backend import (
     to_numpy,
     to_tensor,
 )
+from ._validation import atomic_fit, check_n_classes
 from .kernels import fc_diagonals, fc_kernels, parse_activation
 
 __all__ = ["NTKRegressor", "NTKClassifier"]
@@ -52,8 +54,13 @@ _AUTO_EXACT_MAX_SAMPLES = 20_000
 _DEFAULT_N_CENTERS = 2_000
 
 
-class _NTKBase(BaseEstimator):
+class _NTKBase(DevicePortableMixin, BaseEstimator):
     """Shared parameters and numerics of :class:`NTKRegressor` and :class:`NTKClassifier`."""
+
+    # Pickles carry the fitted tensors on the CPU, without the derived-factor cache; unpickled
+    # where device_ is usable they go back to it (see _backend's device policy).
+    _transient_state = ("_cache",)
+    _state_follows_device = True
 
     _parameter_constraints = {
         "kernel": [StrOptions({"ntk", "nngp"})],
@@ -252,17 +259,6 @@ class _NTKBase(BaseEstimator):
             self._cache["eigh"] = _linalg.eigh(train_matrix())
         return self._cache["eigh"]
 
-    def __getstate__(self):
-        # Fitted tensors travel on the CPU so that a GPU-fitted model unpickles anywhere.
-        state = self.__dict__.copy()
-        state["_cache"] = {}
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                state[key] = value.detach().cpu()
-        if "device_" in state:
-            state["device_"] = torch.device("cpu")
-        return state
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -410,6 +406,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         self.prior_scale = prior_scale
         self.normalize_y = normalize_y
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the infinite ensemble on training data.
@@ -597,6 +594,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     (2, 3)
     """
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit on training data.
@@ -617,11 +615,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         n_classes = len(self.classes_)
-        if n_classes < 2:
-            raise ValueError(
-                f"NTKClassifier needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {self.classes_[0]!r}."
-            )
+        check_n_classes(self.classes_, self)
         Y = np.eye(n_classes, dtype=dtype)[encoder.transform(y)] - 1.0 / n_classes
         return self._fit_targets(X, Y)
 

@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     check_memory,
     estimate_bytes,
     make_generator,
@@ -29,8 +30,10 @@ from .._backend import (
     resolve_dtype,
     rows_per_tile,
     tile_slices,
+    usable_device,
 )
 from .._linalg import cholesky
+from .._validation import atomic_fit, check_gram_range, check_n_classes
 from ._module import ACTIVATIONS, _SparseDKM
 
 # Monte Carlo draws used by predict_proba (fixed per fit, shared by every row, so that the
@@ -38,7 +41,7 @@ from ._module import ACTIVATIONS, _SparseDKM
 _N_PREDICT_SAMPLES = 256
 
 
-class _BaseSparseDKM(TransformerMixin, BaseEstimator):
+class _BaseSparseDKM(TransformerMixin, DevicePortableMixin, BaseEstimator):
     _parameter_constraints = {
         "n_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
@@ -117,6 +120,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         if Yt.is_floating_point():
             Yt = Yt.to(dtype)
         Zt = torch.tensor(Z0, dtype=dtype, device=self.device_)
+        check_gram_range(Xt, "X", self._w_std() ** 2 / X.shape[1])
         gaussian = likelihood == "gaussian"
         module = _SparseDKM(
             Zt, self.n_hidden - 1, self.activation, self._w_std(), self.b_std, n_outputs, self.ard,
@@ -128,15 +132,18 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         params = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         nu_t = torch.tensor(nu, dtype=dtype, device=self.device_)
-        # every draw comes from the CPU generator, so a fit is the same on any device
-        gen = gen_cpu
+        # Minibatch orders come from the CPU generator (so CPU and CUDA fits see the same
+        # batches); the Monte Carlo draws of the classifier's likelihood come from a generator on
+        # the device, for speed (so they differ between a CPU and a CUDA fit).
+        gen = make_generator(self.random_state, self.device_) if self.device_.type != "cpu" \
+            else gen_cpu
         batch = min(self.batch_size, n)
         n_mc = getattr(self, "n_mc_samples", 1)
         self.loss_curve_ = []
         start = time.perf_counter()
         report_every = max(1, self.max_iter // 10)
         for epoch in range(self.max_iter):
-            perm = torch.randperm(n, generator=gen).to(self.device_)
+            perm = torch.randperm(n, generator=gen_cpu).to(self.device_)
             total, steps = 0.0, 0
             for sl in tile_slices(n, batch):
                 idx = perm[sl]
@@ -176,10 +183,10 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         return module
 
     def _module_on_device(self):
-        device = self.device_
-        if device.type != "cpu" and torch.cuda.is_available():
+        device = usable_device(self.device_)
+        if device.type != "cpu":
             return copy.deepcopy(self.module_).to(device), device
-        return self.module_, torch.device("cpu")
+        return self.module_, device
 
     def _validated_tensor(self, X):
         X = validate_data(self, X, reset=False)
@@ -406,6 +413,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         per = -0.5 * torch.log(2 * math.pi * s2) - ((y - mean) ** 2 + var) / (2 * s2)
         return per.sum(1).mean()
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the sparse DKM.
@@ -559,12 +567,13 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
     @staticmethod
     def _expected_loglik(module, mean, var, y, gen, n_mc):
         # Monte Carlo E_q[log softmax(f)_y] with reparameterised draws f = mu + sd * eps.
-        eps = torch.randn((n_mc,) + tuple(mean.shape), generator=gen,
-                          dtype=mean.dtype).to(mean.device)
+        eps = torch.randn((n_mc,) + tuple(mean.shape), generator=gen, dtype=mean.dtype,
+                          device=mean.device)
         f = mean + torch.sqrt(var) * eps
         logp = torch.log_softmax(f, dim=-1)
         return logp.gather(-1, y.expand(n_mc, -1)[..., None]).mean()
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the sparse DKM classifier.
@@ -583,11 +592,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         encoder = LabelEncoder()
         codes = encoder.fit_transform(y)
         self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "SparseDKMClassifier needs samples of at least 2 classes in the data, but the "
-                f"data contain only one class: {self.classes_[0]!r}."
-            )
+        check_n_classes(self.classes_, self)
         self._fit_model(X, codes.astype(np.int64), len(self.classes_), "categorical")
         # Fixed standard-normal draws shared by every row at prediction time.
         gen = make_generator(self.random_state, "cpu")

@@ -24,12 +24,15 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     check_memory,
     resolve_device,
     resolve_dtype,
     tile_slices,
     to_numpy,
+    usable_device,
 )
+from .._validation import atomic_fit, check_finite_cast, check_n_classes
 from .model import BarDistribution, build_model
 
 __all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_pfn", "WEIGHTS_DIR"]
@@ -65,8 +68,49 @@ def _resolve_weights(weights, task):
     return path
 
 
+def _check_sha256(path, expected, source):
+    if _sha256(path) != str(expected).strip().lower():
+        raise ValueError(
+            f"{path} does not match the sha256 {source}: the weights are corrupted or were "
+            "replaced; reinstall the package or re-export them with "
+            "`python -m overparam_sklearn.pfn.train --export`"
+        )
+
+
+def _sidecar_sha256(path):
+    """The hash in ``<file>.sha256`` beside ``path`` (``sha256sum`` format), or None."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.exists():
+        return None, sidecar
+    text = sidecar.read_text().split()
+    if not text:
+        raise ValueError(f"{sidecar} is empty; re-export the weights or delete it")
+    return text[0], sidecar
+
+
+def _files_version(json_path):
+    """(mtime, size) of the files a load reads: part of the cache keys, so that weights replaced
+    or damaged on disk after a first load are read (and verified) again."""
+    json_path = Path(json_path)
+    files = [json_path, json_path.with_suffix(".pt"), json_path.parent / "manifest.json"]
+    files += [f.with_name(f.name + ".sha256") for f in files[:2]]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _load_state(json_path, sha256=None):
+    """(config, state dict) of the weights at ``json_path``, verified; cached per file version."""
+    return _load_state_cached(str(json_path), sha256, _files_version(json_path))
+
+
 @functools.lru_cache(maxsize=8)
-def _load_state(json_path):
+def _load_state_cached(json_path, sha256, version):
     json_path = Path(json_path)
     pt_path = json_path.with_suffix(".pt")
     if not pt_path.exists():
@@ -77,23 +121,49 @@ def _load_state(json_path):
             manifest = json.load(fh)
         for p in (json_path, pt_path):
             expected = manifest.get(p.name)
-            if expected is None or _sha256(p) != expected:
+            if expected is None:
                 raise ValueError(
-                    f"{p} does not match the sha256 in {manifest_path}: the weights are corrupted "
-                    "or were replaced; reinstall the package or re-export them with "
-                    "`python -m overparam_sklearn.pfn.train --export`"
+                    f"{p.name} is not listed in {manifest_path}; it cannot be verified"
                 )
+            _check_sha256(p, expected, f"in {manifest_path}")
     elif json_path.parent == WEIGHTS_DIR:
         raise ValueError(f"{manifest_path} is missing; the shipped PFN weights cannot be verified")
-    with open(json_path) as fh:
-        config = json.load(fh)
-    state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    for p in (json_path, pt_path):
+        expected, sidecar = _sidecar_sha256(p)
+        if expected is not None:
+            _check_sha256(p, expected, f"in {sidecar}")
+    if sha256 is not None:
+        _check_sha256(pt_path, sha256, "given as sha256=")
+    for p in (json_path, pt_path):
+        if p.stat().st_size == 0:
+            raise ValueError(f"PFN weights file {p} is empty; re-export the weights")
+    try:
+        with open(json_path) as fh:
+            config = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"PFN weights config {json_path} is not valid JSON ({exc}); it is "
+                         "truncated or not an exported config") from None
+    try:
+        state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"PFN weights file {pt_path} cannot be read ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); it is truncated or not a file written by "
+            "`python -m overparam_sklearn.pfn.train --export`"
+        ) from None
+    if not isinstance(config, dict) or "task" not in config or not isinstance(state, dict):
+        raise ValueError(f"{json_path} / {pt_path} are not exported PFN weights")
     return config, state
 
 
+def _load_model(json_path, device, dtype="float32", sha256=None):
+    """(config, model in eval mode) on ``device``; cached per file version."""
+    return _load_model_cached(str(json_path), device, dtype, sha256, _files_version(json_path))
+
+
 @functools.lru_cache(maxsize=8)
-def _load_model(json_path, device, dtype="float32"):
-    config, state = _load_state(json_path)
+def _load_model_cached(json_path, device, dtype, sha256, version):
+    config, state = _load_state(json_path, sha256)
     model = build_model(config, state).to(torch.device(device), resolve_dtype(dtype))
     model.eval()
     for p in model.parameters():
@@ -101,16 +171,34 @@ def _load_model(json_path, device, dtype="float32"):
     return config, model
 
 
-def load_pfn(weights=None, task="regression", device="cpu"):
+def load_pfn(weights=None, task="regression", device="cpu", sha256=None):
     """Load a PFN (config dict, :class:`~overparam_sklearn.pfn.model.PFNTransformer` in eval mode).
 
-    ``weights`` is None for the shipped model of ``task``, or the path of a ``.json`` config
-    written by ``python -m overparam_sklearn.pfn.train --export`` (its ``.pt`` beside it; checked
-    against a ``manifest.json`` in the same directory when there is one). Tensors are loaded with
-    ``torch.load(..., weights_only=True)``.
+    Parameters
+    ----------
+    weights : str, Path or None, default=None
+        None for the shipped model of ``task``, or the path of a ``.json`` config written by
+        ``python -m overparam_sklearn.pfn.train --export`` (its ``.pt`` beside it).
+    task : {"regression", "classification"}, default="regression"
+        Which shipped model ``weights=None`` means.
+    device : str, default="cpu"
+    sha256 : str or None, default=None
+        The expected sha256 of the ``.pt`` file; a mismatch raises ``ValueError``.
+
+    Returns
+    -------
+    config : dict
+    model : PFNTransformer
+
+    Notes
+    -----
+    The files are verified against every hash available: a ``manifest.json`` in the same
+    directory, ``<file>.sha256`` files beside them (both written by ``--export``), and
+    ``sha256``. Tensors are loaded with ``torch.load(..., weights_only=True)``; an empty,
+    truncated or otherwise unreadable file raises ``ValueError``.
     """
     path = _resolve_weights(weights, task)
-    return _load_model(str(path), str(torch.device(device)))
+    return _load_model(str(path), str(torch.device(device)), sha256=sha256)
 
 
 class PFNPredictiveDistribution:
@@ -139,6 +227,7 @@ class PFNPredictiveDistribution:
     def _t(self):
         return torch.as_tensor(self.probs)
 
+    # scale == 0: the training targets were constant; every distribution is a point mass at loc.
     @property
     def mean(self):
         """Predictive means, shape (n_queries,)."""
@@ -158,14 +247,25 @@ class PFNPredictiveDistribution:
         out = self.loc + self.scale * out
         return out[:, 0] if np.ndim(q) == 0 else out
 
+    def _point_mass(self, y):
+        return np.array(np.broadcast_to(np.asarray(y, dtype=np.float64), self.probs.shape[:1]))
+
     def logpdf(self, y):
-        """Log predictive densities of ``y`` (shape (n_queries,), or broadcastable to it)."""
+        """Log predictive densities of ``y`` (shape (n_queries,), or broadcastable to it).
+
+        For a point mass (constant training targets) the density is +inf at ``loc`` and 0
+        (log: -inf) elsewhere.
+        """
+        if self.scale == 0:
+            return np.where(self._point_mass(y) == self.loc, np.inf, -np.inf)
         z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale
         z = np.array(np.broadcast_to(z, self.probs.shape[:1]))
         return self._bar.logpdf(self._t(), torch.as_tensor(z)).numpy() - np.log(self.scale)
 
     def cdf(self, y):
         """Predictive CDF at ``y`` (shape (n_queries,), or broadcastable to it)."""
+        if self.scale == 0:
+            return (self._point_mass(y) >= self.loc).astype(np.float64)
         z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale
         z = np.array(np.broadcast_to(z, self.probs.shape[:1]))
         return self._bar.cdf(self._t(), torch.as_tensor(z)).numpy()
@@ -182,8 +282,13 @@ def _check_quantiles(q):
 
 
 def _standardize_fit(X, zero_constant=True):
-    mean = X.mean(0)
-    std = X.std(0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X.mean(0)
+        std = X.std(0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(
+            "X is so large that its mean or standard deviation overflows float64; rescale it."
+        )
     constant = std <= 1e-8 * (1.0 + np.abs(mean))
     return (
         mean,
@@ -213,7 +318,7 @@ def _query_logits(model, cache, q_x, device, dtype=torch.float32):
     return torch.cat(out)
 
 
-class _PFNBase(BaseEstimator):
+class _PFNBase(DevicePortableMixin, BaseEstimator):
     _task = None
 
     _parameter_constraints = {
@@ -259,7 +364,9 @@ class _PFNBase(BaseEstimator):
         config, _ = _load_state(str(json_path))
         if config["task"] != self._task:
             raise ValueError(f"{json_path} holds a {config['task']} PFN, not a {self._task} one")
-        self.weights_path_ = str(json_path)
+        # the shipped weights are stored by name (found in the installed package when used, so a
+        # pickle moves between installations); user weights by the path given
+        self.weights_ = json_path.stem if self.weights is None else str(json_path)
         self.model_config_ = {
             k: config[k] for k in ("task", "d_max", "max_ctx", "normalize_x", "normalize_y")
         }
@@ -275,7 +382,7 @@ class _PFNBase(BaseEstimator):
                 np.ones(d),
                 np.zeros(d, dtype=bool),
             )
-        self.X_ = self._standard(X).astype(np.float32)
+        self.X_ = self._float32(self._standard(X))
         if normalize and self.input_transform != "standard":
             qt = QuantileTransformer(
                 n_quantiles=max(2, min(1000, n)),
@@ -318,6 +425,16 @@ class _PFNBase(BaseEstimator):
         self.y_context_ = y_encoded
         return self
 
+    def _weights_json(self):
+        if Path(self.weights_).suffix == ".json":
+            return self.weights_
+        return str(_resolve_weights(None, self.weights_))
+
+    def _float32(self, Z):
+        return check_finite_cast(
+            Z, np.float32, "X", "after standardisation with the training set's mean and scale "
+            "(the PFN computes in float32)")
+
     def _standard(self, X):
         Z = (X - self.x_mean_) / self.x_scale_
         Z[:, self.x_constant_] = 0.0
@@ -338,12 +455,10 @@ class _PFNBase(BaseEstimator):
     # -- predict -----------------------------------------------------------------------------
     def _iter_member_outputs(self, X):
         """Yield (member index, query slice, probabilities (m, n_out) float64 on CPU)."""
-        device = self.device_
-        if device.type == "cuda" and not torch.cuda.is_available():
-            device = torch.device("cpu")  # fitted on a GPU, unpickled on a machine without one
-        _, model = _load_model(self.weights_path_, str(device), self.dtype)
+        device = usable_device(self.device_)
+        _, model = _load_model(self._weights_json(), str(device), self.dtype)
         dtype = resolve_dtype(self.dtype)
-        Z = {"standard": self._standard(X)}
+        Z = {"standard": self._float32(self._standard(X))}
         if any(m["transform"] == "quantile" for m in self.members_):
             Z["quantile"] = self._quantile_inputs(X)
         context = {"standard": self.X_, "quantile": getattr(self, "Xq_", None)}
@@ -417,7 +532,8 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     y_context_ : ndarray of shape (n_samples,)
         The standardised training targets.
     y_mean_, y_scale_ : float
-        Target standardisation.
+        Target standardisation. For constant targets ``y_scale_`` is 0: every prediction is
+        that constant, with standard deviation 0.
     members_ : list of dict
         Feature indices, context indices and input transform of each member.
     device_ : torch.device
@@ -438,6 +554,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
 
     _task = "regression"
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
@@ -454,13 +571,24 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         json_path = _resolve_weights(self.weights, self._task)
         config, _ = _load_state(str(json_path))
-        if config.get("normalize_y", True):
-            self.y_mean_ = float(y.mean())
-            std = float(y.std())
-            self.y_scale_ = std if std > 1e-12 * (1.0 + abs(self.y_mean_)) else 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            y_mean, y_sd = float(y.mean()), float(y.std())
+        if not (np.isfinite(y_mean) and np.isfinite(y_sd)):
+            raise ValueError("y is so large that its mean or standard deviation overflows "
+                             "float64; rescale it.")
+        if y_sd <= 1e-12 * (1.0 + abs(y_mean)):
+            # constant targets (up to round-off): the posterior is a point mass at that
+            # constant; y_scale_ = 0 maps every prediction to y_mean_, with std 0
+            self.y_mean_ = float(y[0]) if np.ptp(y) == 0 else y_mean
+            self.y_scale_ = 0.0
+            y_std = np.zeros(len(y), dtype=np.float32)
         else:
-            self.y_mean_, self.y_scale_ = 0.0, 1.0
-        y_std = ((y - self.y_mean_) / self.y_scale_).astype(np.float32)
+            if config.get("normalize_y", True):
+                self.y_mean_, self.y_scale_ = y_mean, y_sd
+            else:
+                self.y_mean_, self.y_scale_ = 0.0, 1.0
+            y_std = check_finite_cast((y - self.y_mean_) / self.y_scale_, np.float32, "y",
+                                      "(the PFN computes in float32)")
         return self._fit_common(X, y_std)
 
     def _member_targets(self, ctx_idx, member):
@@ -470,7 +598,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         return torch.softmax(logits, -1).cpu()
 
     def _bar(self):
-        _, model = _load_model(self.weights_path_, "cpu")
+        _, model = _load_model(self._weights_json(), "cpu")
         return model.bar
 
     def _mixture(self, X, keep):
@@ -592,6 +720,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     _task = "classification"
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
@@ -608,6 +737,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
+        check_n_classes(self.classes_, self)
         json_path = _resolve_weights(self.weights, self._task)
         config, _ = _load_state(str(json_path))
         max_classes = int(config.get("max_classes", 10))

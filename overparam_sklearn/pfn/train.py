@@ -20,7 +20,6 @@ throughout. The batch size shrinks with the length to keep ``tokens_per_batch`` 
 """
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from ._io import _sha256
 from .model import PFNTransformer, build_model
 from .priors import get_prior
 
@@ -691,14 +691,6 @@ _RESCHEDULABLE = (
     "prefetch",
     "avg_last",
 )
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_weights(run_dir, weights_dir, name=None, average=1):

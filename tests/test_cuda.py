@@ -1,4 +1,7 @@
-"""Every estimator on a CUDA device: same results as on the CPU, and a CUDA fit loads without one.
+"""Every estimator on a CUDA device gives the same results as on the CPU.
+
+(The round trip "fit on CUDA, pickle, load where no CUDA is visible, predict" is
+``tests/test_devices.py::test_cuda_round_trip``, one subprocess for every estimator.)
 
 These tests are marked ``cuda``. On a machine with a GPU, ``benchmarks/gpu_check.py`` runs them
 (``pytest -m cuda``). Without a GPU they skip, except under ``OVERPARAM_CUDA_DRY_RUN=1`` (set by
@@ -12,9 +15,6 @@ trained networks (Adam in float32) are compared by score rank correlation.
 
 import os
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +24,6 @@ from sklearn.datasets import load_digits, load_iris
 import overparam_sklearn as osk
 
 pytestmark = pytest.mark.cuda
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,26 +43,6 @@ def regression():
     return X, y, rng.normal(size=(50, 5))
 
 
-def _load_without_cuda(model, X, tmp_path):
-    """Unpickle ``model`` in a fresh interpreter that sees no GPU and predict ``X`` there."""
-    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
-    np.save(tmp_path / "X.npy", X)
-    code = (
-        "import pickle, sys, numpy as np, torch\n"
-        "assert not torch.cuda.is_available()\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
-        f"model = pickle.load(open({str(tmp_path / 'model.pkl')!r}, 'rb'))\n"
-        f"X = np.load({str(tmp_path / 'X.npy')!r})\n"
-        "out = model.predict_proba(X) if hasattr(model, 'predict_proba') else model.predict(X)\n"
-        f"np.save({str(tmp_path / 'out.npy')!r}, out)\n"
-    )
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return np.load(tmp_path / "out.npy")
-
-
 def _on_device(model, device):
     """The fitted state is on ``device`` during fit (``device_``) and usable after."""
     assert model.device_.type == device
@@ -71,7 +50,7 @@ def _on_device(model, device):
 
 @pytest.mark.parametrize("kernel", ["ntk", "nngp"])
 @pytest.mark.parametrize("t", [None, 50.0])
-def test_ntk_regressor_matches_cpu(device, regression, kernel, t, tmp_path):
+def test_ntk_regressor_matches_cpu(device, regression, kernel, t):
     X, y, Xq = regression
     kw = dict(kernel=kernel, n_hidden=2, alpha=1e-3, t=t)
     gpu = osk.NTKRegressor(device=device, **kw).fit(X, y)
@@ -81,11 +60,9 @@ def test_ntk_regressor_matches_cpu(device, regression, kernel, t, tmp_path):
     mean_c, std_c = cpu.predict(Xq, return_std=True)
     np.testing.assert_allclose(mean_g, mean_c, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(std_g, std_c, rtol=1e-6, atol=1e-8)
-    if t is None and kernel == "ntk":
-        np.testing.assert_allclose(_load_without_cuda(gpu, Xq, tmp_path), mean_g, rtol=1e-12)
 
 
-def test_ntk_nystrom_and_classifier_match_cpu(device, regression, tmp_path):
+def test_ntk_nystrom_and_classifier_match_cpu(device, regression):
     X, y, Xq = regression
     kw = dict(solver="nystrom", n_centers=100, alpha=1e-2, random_state=0)
     gpu = osk.NTKRegressor(device=device, **kw).fit(X, y)
@@ -95,11 +72,9 @@ def test_ntk_nystrom_and_classifier_match_cpu(device, regression, tmp_path):
     clf_g = osk.NTKClassifier(alpha=1e-2, device=device).fit(Xi, yi)
     clf_c = osk.NTKClassifier(alpha=1e-2, device="cpu").fit(Xi, yi)
     np.testing.assert_allclose(clf_g.predict_proba(Xi), clf_c.predict_proba(Xi), atol=1e-8)
-    np.testing.assert_allclose(_load_without_cuda(clf_g, Xi, tmp_path),
-                               clf_g.predict_proba(Xi), atol=1e-12)
 
 
-def test_random_features_match_cpu(device, regression, tmp_path):
+def test_random_features_match_cpu(device, regression):
     X, y, Xq = regression
     kw = dict(n_components=200, b_std=1.0, alpha=[1e-5, 1e-1, 10.0], random_state=0)
     gpu = osk.RandomFeatureRegressor(device=device, **kw).fit(X, y)
@@ -110,11 +85,9 @@ def test_random_features_match_cpu(device, regression, tmp_path):
     phi = osk.RandomFeatures(50, random_state=0, device=device).fit_transform(X)
     np.testing.assert_allclose(phi, osk.RandomFeatures(50, random_state=0).fit_transform(X),
                                rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(_load_without_cuda(gpu, Xq, tmp_path), gpu.predict(Xq),
-                               rtol=1e-12)
 
 
-def test_dkm_matches_cpu(device, regression, tmp_path):
+def test_dkm_matches_cpu(device, regression):
     X, y, Xq = regression
     kw = dict(n_inducing=20, max_iter=5, random_state=0, dtype="float64")
     gpu = osk.SparseDKMRegressor(device=device, **kw).fit(X, y)
@@ -122,18 +95,14 @@ def test_dkm_matches_cpu(device, regression, tmp_path):
     _on_device(gpu, device)
     # float64 Adam from the same CPU-drawn batches: only summation order differs
     np.testing.assert_allclose(gpu.predict(Xq), cpu.predict(Xq), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(_load_without_cuda(gpu, Xq, tmp_path), gpu.predict(Xq),
-                               rtol=1e-10, atol=1e-10)
 
 
-def test_pfn_matches_cpu(device, tmp_path):
+def test_pfn_matches_cpu(device):
     Xi, yi = load_iris(return_X_y=True)
     gpu = osk.PFNClassifier(n_estimators=2, random_state=0, device=device).fit(Xi, yi)
     cpu = osk.PFNClassifier(n_estimators=2, random_state=0, device="cpu").fit(Xi, yi)
     _on_device(gpu, device)
     np.testing.assert_allclose(gpu.predict_proba(Xi), cpu.predict_proba(Xi), atol=1e-4)
-    np.testing.assert_allclose(_load_without_cuda(gpu, Xi, tmp_path), gpu.predict_proba(Xi),
-                               atol=1e-4)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3))
     y = X[:, 0] + 0.1 * rng.normal(size=200)
@@ -142,7 +111,7 @@ def test_pfn_matches_cpu(device, tmp_path):
     np.testing.assert_allclose(reg_g.predict(X[:50]), reg_c.predict(X[:50]), atol=1e-3)
 
 
-def test_scorers_match_cpu(device, tmp_path):
+def test_scorers_match_cpu(device):
     from scipy.stats import spearmanr
 
     X, y = load_digits(return_X_y=True)

@@ -16,13 +16,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import Callback
 from torch import nn
 
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    THREADS_OPTIONS,
     DevicePortableMixin,
+    Progress,
+    limits_threads,
     numpy_dtype,
     resolve_device,
     resolve_dtype,
@@ -34,30 +36,6 @@ from .._backend import (
 from .._validation import atomic_fit, check_finite_cast, check_n_classes
 from ._mlp import _build_module, _logits
 from ._scores import _forgetting_counts, el2n_scores, grand_scores, grand_scores_last_layer
-
-
-class _EpochTracker(Callback):
-    """skorch callback: per-epoch correctness on the training set (and weight snapshots)."""
-
-    def __init__(self, X, y, keep_snapshots):
-        self.X = X
-        self.y = y
-        self.keep_snapshots = keep_snapshots
-
-    def initialize(self):
-        self.correct_ = []
-        self.snapshots_ = []
-        return self
-
-    def on_epoch_end(self, net, **kwargs):
-        module = net.module_
-        logits = _logits(module, self.X)
-        self.correct_.append((logits.argmax(dim=1) == self.y).cpu())
-        if self.keep_snapshots:
-            self.snapshots_.append(
-                {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-            )
-        module.train()
 
 
 def _net_to_cpu(net):
@@ -110,6 +88,7 @@ _SCORER_CONSTRAINTS = {
     "batch_size": [Interval(Integral, 1, None, closed="left")],
     "device": DEVICE_OPTIONS,
     "dtype": DTYPE_OPTIONS,
+    "n_threads": THREADS_OPTIONS,
     "random_state": ["random_state"],
     "n_jobs": [None, Integral],
     "verbose": ["verbose"],
@@ -148,7 +127,13 @@ _COMMON_PARAMS_DOC = """
         ``n_jobs`` and any joblib backend, e.g. ``joblib.parallel_backend("dask")`` to spread
         the models over a ``dask.distributed`` cluster (see "Scaling out" in the user guide).
     verbose : int, default=0
-        Print progress per model when > 0 (and skorch's epoch log when > 1).
+        When > 0, show a progress bar over the models and print a line per model (and
+        skorch's epoch log when > 1).
+    n_threads : int or None, default=None
+        torch intra-op threads for training and scoring, set on entry and restored on exit.
+        ``None`` means one: minibatch training of small networks runs faster on one thread,
+        and several times faster when other processes share the cores (see
+        ``benchmarks/threads.py``).
 """
 
 
@@ -158,7 +143,11 @@ def _train_and_score(scorer, X, y_enc, n_classes, seed, device, dtype, index, st
     A module-level function of picklable arguments, so joblib can run it in another process or
     on a dask worker. Returns ``(net on the CPU, float64 scores, snapshots or None)``.
     """
+    # skorch is imported here, not at package import (it is slow to import and only the
+    # scorers train with it).
     from skorch import NeuralNetClassifier
+
+    from ._callbacks import _EpochTracker
 
     init_gen = torch.Generator(device="cpu")
     init_gen.manual_seed(seed)
@@ -226,6 +215,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         random_state=None,
         n_jobs=None,
         verbose=0,
+        n_threads=None,
     ):
         self.n_estimators = n_estimators
         self.score_epoch = score_epoch
@@ -239,6 +229,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.n_threads = n_threads
 
     def _module_kwargs(self):
         return dict(self.module_params or {})
@@ -281,6 +272,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Train ``n_estimators`` networks for ``score_epoch`` epochs and score the training set.
 
@@ -311,10 +303,17 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seeds = [seed_from_random_state(rng) for _ in range(self.n_estimators)]
         start = time.perf_counter()
-        results = Parallel(n_jobs=self.n_jobs)(
+        # the bar advances as results come back (joblib returns them in order); each model
+        # also logs a line where it ran
+        progress = Progress(self.n_estimators, type(self).__name__, self.verbose, unit="model")
+        results = []
+        for result in Parallel(n_jobs=self.n_jobs, return_as="generator")(
             delayed(_train_and_score)(self, X, y_enc, n_classes, seed, device, dtype, m, start)
             for m, seed in enumerate(seeds)
-        )
+        ):
+            results.append(result)
+            progress.update()
+        progress.close()
         self.device_, self.dtype_ = device, dtype
         self.label_encoder_ = label_encoder
         self.classes_ = label_encoder.classes_
@@ -331,6 +330,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
 
     # --- scoring new data ------------------------------------------------------------------
 
+    @limits_threads()
     def score_samples(self, X, y=None):
         """Score labelled data with the fitted networks (larger = harder), averaged over models.
 
@@ -489,6 +489,7 @@ class GraNdScorer(_BaseScorer):
         random_state=None,
         n_jobs=None,
         verbose=0,
+        n_threads=None,
     ):
         self.gradient = gradient
         super().__init__(
@@ -504,6 +505,7 @@ class GraNdScorer(_BaseScorer):
             random_state=random_state,
             n_jobs=n_jobs,
             verbose=verbose,
+            n_threads=n_threads,
         )
 
     def _score_module(self, module, X, y):

@@ -365,7 +365,9 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         ``RidgeCV`` does; that eigendecomposition costs about as much as three to five Cholesky
         factorisations, so pass a float when fitting many times at large ``n``. A
         ``ConvergenceWarning`` says when the choice is on an edge of the grid where a value
-        beyond it could still change the fit.
+        beyond it could still change the fit. With ``solver="nystrom"`` the grid is scored on
+        the kernel of (at most 2,000 of) the centres: ``alpha`` is the noise variance of the GP
+        reading of both solves, which does not grow with ``n``.
     t : float or None, default=None
         Training time in neural-tangents' convention (learning rate 1; the flow runs as
         ``exp(-K t / y.size)``). ``None`` (or ``inf``) is the converged ensemble, solved by

@@ -316,7 +316,8 @@ def _worker_nystrom(args):
                          device="cpu", verbose=1)
     pred, elapsed, cpu = _timed(lambda: model.fit(X, y).predict(X_test))
     rmse = float(np.sqrt(np.mean((pred * sy + my - y_test) ** 2)))
-    res = {"dataset": args.dataset, "solver": args.solver, "n": len(X), "centers": args.centers,
+    res = {"dataset": args.dataset, "solver": args.solver, "n": len(X),
+           "centers": args.centers if args.solver == "nystrom" else None,
            "n_iter": model.n_iter_, "seconds": elapsed, "cpu_seconds": cpu, "rmse": rmse,
            "peak_rss_gib": _peak_rss_gib(), "baseline_rss_gib": base,
            "torch_threads": torch.get_num_threads(), "threads_env": _thread_env()}

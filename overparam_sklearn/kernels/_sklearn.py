@@ -20,6 +20,7 @@ import torch
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from ._fully_connected import check_kernel_params, fc_diagonals, fc_kernels
+from .layers import _check_architecture, layer_diagonals, layer_kernels
 
 __all__ = ["NNGPKernel", "NTKKernel"]
 
@@ -55,6 +56,8 @@ class _FullyConnectedKernel(Kernel):
         width=512,
         w_std_bounds=(1e-5, 1e5),
         b_std_bounds=(1e-5, 1e5),
+        architecture=None,
+        input_shape=None,
     ):
         self.n_hidden = n_hidden
         self.activation = activation
@@ -64,19 +67,22 @@ class _FullyConnectedKernel(Kernel):
         self.width = width
         self.w_std_bounds = w_std_bounds
         self.b_std_bounds = b_std_bounds
+        self.architecture = architecture
+        self.input_shape = input_shape
 
     # -- hyperparameters -------------------------------------------------------------------
     # A standard deviation of exactly 0 has no logarithm, so it is held fixed whatever its
     # bounds say (b_std=0 is the bias-free network; it stays bias-free under optimisation).
+    # With an architecture the layers carry their own w_std / b_std: both are then fixed.
     @property
     def hyperparameter_w_std(self):
-        bounds = "fixed" if self._std_value(self.w_std) == 0 else self.w_std_bounds
-        return Hyperparameter("w_std", "numeric", bounds)
+        fixed = self._std_value(self.w_std) == 0 or self.architecture is not None
+        return Hyperparameter("w_std", "numeric", "fixed" if fixed else self.w_std_bounds)
 
     @property
     def hyperparameter_b_std(self):
-        bounds = "fixed" if self._std_value(self.b_std) == 0 else self.b_std_bounds
-        return Hyperparameter("b_std", "numeric", bounds)
+        fixed = self._std_value(self.b_std) == 0 or self.architecture is not None
+        return Hyperparameter("b_std", "numeric", "fixed" if fixed else self.b_std_bounds)
 
     @staticmethod
     def _std_value(value):
@@ -97,6 +103,30 @@ class _FullyConnectedKernel(Kernel):
         return n_hidden, act, w_std, b_std
 
     # -- evaluation ------------------------------------------------------------------------
+    def _shaped(self, X, name):
+        """Rows of ``X`` reshaped to ``input_shape`` for the architecture."""
+        if self.input_shape is None:
+            return X
+        shape = tuple(self.input_shape)
+        if not shape or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1
+                            for s in shape):
+            raise ValueError(f"input_shape must be a tuple of positive ints, got {shape!r}")
+        if int(np.prod(shape)) != X.shape[1]:
+            raise ValueError(
+                f"input_shape {shape} holds {int(np.prod(shape))} values but {name} has "
+                f"{X.shape[1]} features"
+            )
+        return X.reshape((X.shape[0],) + tuple(int(s) for s in shape))
+
+    def _evaluate_architecture(self, X, Y):
+        _check_architecture(self.architecture)
+        need_ntk = self._need_ntk
+        X = self._shaped(X, "X")
+        Y = None if Y is None else self._shaped(Y, "Y")
+        nngp, ntk = layer_kernels(self.architecture, X, Y, need_ntk=need_ntk,
+                                  need_nngp=not need_ntk)
+        return ntk if need_ntk else nngp
+
     def _evaluate(self, X, Y, n_hidden, act, w_std, b_std):
         nngp, ntk = fc_kernels(
             X, Y, n_hidden, act, w_std, b_std, self.parameterization, self.width,
@@ -138,6 +168,8 @@ class _FullyConnectedKernel(Kernel):
             Only when ``eval_gradient`` is True; the last axis follows :attr:`theta`.
         """
         n_hidden, act, w_std, b_std = self._check_params()
+        if self.input_shape is not None and self.architecture is None:
+            raise ValueError("input_shape is only used together with architecture=")
         if Y is not None and eval_gradient:
             raise ValueError("Gradient can only be evaluated when Y is None.")
         if Y is X:
@@ -151,6 +183,11 @@ class _FullyConnectedKernel(Kernel):
                 raise ValueError(
                     f"X has {X.shape[1]} features but Y has {Y.shape[1]}; they must match."
                 )
+        if self.architecture is not None:
+            # no free hyperparameters: the gradient has no columns
+            with torch.no_grad():
+                K = self._evaluate_architecture(X, Y).numpy()
+            return (K, np.empty(K.shape + (0,))) if eval_gradient else K
         if not eval_gradient:
             with torch.no_grad():
                 K = self._evaluate(X, Y, n_hidden, act, w_std, b_std)
@@ -201,6 +238,11 @@ class _FullyConnectedKernel(Kernel):
         n_hidden, act, w_std, b_std = self._check_params()
         X = torch.from_numpy(_as_float64_2d(X, "X"))
         with torch.no_grad():
+            if self.architecture is not None:
+                _check_architecture(self.architecture)
+                nngp, ntk = layer_diagonals(self.architecture, self._shaped(X, "X"),
+                                            need_ntk=self._need_ntk)
+                return (ntk if self._need_ntk else nngp).numpy()
             return self._evaluate_diag(X, n_hidden, act, w_std, b_std).numpy()
 
     def is_stationary(self):
@@ -213,6 +255,8 @@ class _FullyConnectedKernel(Kernel):
         return True
 
     def _repr_params(self):
+        if self.architecture is not None:
+            return [("architecture", self.architecture), ("input_shape", self.input_shape)]
         out = [("n_hidden", self.n_hidden), ("activation", self.activation),
                ("w_std", self.w_std), ("b_std", self.b_std)]
         if self._need_ntk and self.parameterization != "ntk":
@@ -267,6 +311,14 @@ class NNGPKernel(_FullyConnectedKernel):
         Bounds on ``w_std`` for hyperparameter optimisation; ``"fixed"`` excludes it from theta.
     b_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
         Bounds on ``b_std``; ``"fixed"`` excludes it from theta.
+    architecture : Layer, default=None
+        An architecture of :mod:`overparam_sklearn.kernels.layers` (convolutional, residual,
+        ...) in place of the fully connected network. Its layers carry their own ``w_std`` and
+        ``b_std``; the kernel then has no free hyperparameters (scale it with a
+        ``ConstantKernel`` to fit an amplitude) and the fully connected parameters are unused.
+    input_shape : tuple of int, default=None
+        Shape of one sample for ``architecture``, e.g. ``(8, 8, 1)`` (NHWC): rows of ``X`` are
+        reshaped to it. ``None`` passes rows as vectors.
 
     See Also
     --------
@@ -336,6 +388,14 @@ class NTKKernel(_FullyConnectedKernel):
         Bounds on ``w_std`` for hyperparameter optimisation; ``"fixed"`` excludes it from theta.
     b_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
         Bounds on ``b_std``; ``"fixed"`` excludes it from theta.
+    architecture : Layer, default=None
+        An architecture of :mod:`overparam_sklearn.kernels.layers` (convolutional, residual,
+        ...) in place of the fully connected network. Its layers carry their own ``w_std`` and
+        ``b_std``; the kernel then has no free hyperparameters (scale it with a
+        ``ConstantKernel`` to fit an amplitude) and the fully connected parameters are unused.
+    input_shape : tuple of int, default=None
+        Shape of one sample for ``architecture``, e.g. ``(8, 8, 1)`` (NHWC): rows of ``X`` are
+        reshaped to it. ``None`` passes rows as vectors.
 
     See Also
     --------

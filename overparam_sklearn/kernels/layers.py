@@ -376,6 +376,11 @@ class _Serial(Layer):
 
     def _apply(self, st, ctx):
         for layer in self.layers:
+            if isinstance(st, list) and not isinstance(layer, (_Serial, _Parallel, FanInSum,
+                                                                FanOut)):
+                raise ValueError(
+                    f"{layer!r} received several branches; merge them with FanInSum() first"
+                )
             st = layer._apply(st, ctx)
         return st
 

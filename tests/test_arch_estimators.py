@@ -1,4 +1,4 @@
-"""``architecture=`` / ``input_shape=`` in NTKRegressor, NTKClassifier, NNGPKernel and NTKKernel."""
+"""``architecture=`` and ``input_shape=`` in NTKRegressor, NTKClassifier, NNGPKernel, NTKKernel."""
 
 import pickle
 

@@ -7,6 +7,8 @@ large computations, and to refuse an allocation that cannot fit before it is att
 Nothing in this module changes torch's global state (threads, default dtype, global RNG).
 """
 
+import copy
+import itertools
 import math
 
 import numpy as np
@@ -29,12 +31,16 @@ __all__ = [
     "tile_slices",
     "rows_per_tile",
     "tiled_kernel_bytes",
+    "usable_device",
+    "DevicePortableMixin",
 ]
 
 #: ``_parameter_constraints`` entry for every ``device`` parameter.
 DEVICE_OPTIONS = [StrOptions({"auto", "cpu", "cuda"})]
-#: ``_parameter_constraints`` entry for every ``dtype`` parameter.
-DTYPE_OPTIONS = [StrOptions({"float32", "float64"}), None]
+#: ``_parameter_constraints`` entry for every ``dtype`` parameter. Defaults are spelled out:
+#: ``"float64"`` for kernel solves, ``"float32"`` for neural networks. Only a transformer that
+#: follows its input's dtype (``RandomFeatures``) adds ``None`` ("as the input").
+DTYPE_OPTIONS = [StrOptions({"float32", "float64"})]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -225,3 +231,81 @@ def tiled_kernel_bytes(n, m, pair_elems, dtype, n_outputs=1, n_buffers=8,
     block = max(min(tile_bytes, n * m * one_pair), one_pair)
     per_input = (n + m) * per_input_elems * itemsize
     return int(outputs + block + per_input)
+
+
+# -- the device policy ----------------------------------------------------------------------
+# One rule for every estimator (see doc/modules/devices.rst):
+#
+# * ``device_`` records where the estimator was fitted and is pickled as it is.
+# * Every method computes on ``usable_device(self.device_)``: ``device_`` itself where it is
+#   usable, the CPU where it names CUDA and this process sees none (a model fitted on a GPU and
+#   unpickled on a laptop, or with ``CUDA_VISIBLE_DEVICES=""``).
+# * Pickling (``DevicePortableMixin.__getstate__``) copies every tensor and torch module of the
+#   fitted state to the CPU, so a pickle never needs CUDA to load.
+#
+# Random draws: weights, minibatch orders and subsets are drawn from CPU generators seeded from
+# ``random_state`` and then moved to the device, so a CPU fit and a CUDA fit with the same
+# ``random_state`` start from the same draws. They agree to floating-point round-off (GPU
+# kernels sum in another order), not bitwise; iterative training can amplify that round-off.
+# The exceptions, drawn on the device for speed, are listed in the user guide.
+
+
+def usable_device(device):
+    """The device to compute on for state fitted on ``device``.
+
+    ``device`` itself, or the CPU when ``device`` is a CUDA device and this process sees no CUDA
+    (the estimator was fitted on a GPU and is used where there is none). ``None`` means the CPU.
+    """
+    if device is None:
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return device
+
+
+def _to_cpu(value):
+    """``value`` with every tensor and torch module in it copied to the CPU (containers too)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, torch.nn.Module):
+        on_cpu = all(t.device.type == "cpu"
+                     for t in itertools.chain(value.parameters(), value.buffers()))
+        return value if on_cpu else copy.deepcopy(value).cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+class DevicePortableMixin:
+    """The one pickling rule: fitted tensors and modules travel on the CPU.
+
+    Put it before :class:`~sklearn.base.BaseEstimator` in the bases. ``device_`` is pickled
+    unchanged (it says where the model was fitted); methods compute on
+    :func:`usable_device` of it. ``_transient_state`` names attributes (caches) that are reset to
+    an empty dict in the pickle. ``_state_follows_device`` (a class flag) moves the tensors back
+    to ``usable_device(device_)`` when unpickled, for estimators that compute on their stored
+    tensors directly.
+    """
+
+    _transient_state = ()
+    _state_follows_device = False
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = {k: _to_cpu(v) for k, v in state.items()}
+        for key in self._transient_state:
+            if key in state:
+                state[key] = {}
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if self._state_follows_device and "device_" in state:
+            device = usable_device(state["device_"])
+            if device.type != "cpu":
+                for key, value in list(self.__dict__.items()):
+                    if isinstance(value, torch.Tensor):
+                        self.__dict__[key] = value.to(device)

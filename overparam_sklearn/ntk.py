@@ -32,6 +32,7 @@ from . import _linalg
 from ._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     check_memory,
     estimate_bytes,
     numpy_dtype,
@@ -40,6 +41,7 @@ from ._backend import (
     to_numpy,
     to_tensor,
 )
+from ._validation import atomic_fit, check_n_classes
 from .kernels import fc_diagonals, fc_kernels, parse_activation
 from .kernels.layers import Layer, layer_diagonals, layer_kernels, layer_memory_bytes
 
@@ -49,8 +51,13 @@ __all__ = ["NTKRegressor", "NTKClassifier"]
 _KRYLOV_MAX_COLUMNS = 64
 
 
-class _NTKBase(BaseEstimator):
+class _NTKBase(DevicePortableMixin, BaseEstimator):
     """Shared parameters and numerics of :class:`NTKRegressor` and :class:`NTKClassifier`."""
+
+    # Pickles carry the fitted tensors on the CPU, without the derived-factor cache; unpickled
+    # where device_ is usable they go back to it (see _backend's device policy).
+    _transient_state = ("_cache",)
+    _state_follows_device = True
 
     _parameter_constraints = {
         "kernel": [StrOptions({"ntk", "nngp"})],
@@ -179,7 +186,9 @@ class _NTKBase(BaseEstimator):
             raise ValueError(
                 f"{what} contains NaN or inf; check the inputs and kernel parameters."
             )
-        self.X_fit_ = Xt
+        # Device tensors of the fitted state are private; X_fit_ and dual_coef_ are their
+        # numpy copies for users (as in KernelRidge).
+        X_fit = Xt
         # Derived factors filled on first use (eigendecomposition, NNGP train kernel). One
         # container created here, mutated in place later, so predict leaves __dict__ as is.
         self._cache = {}
@@ -187,17 +196,18 @@ class _NTKBase(BaseEstimator):
             tau = self.t / Y.size
             self._log(f"gradient flow to t={self.t} (Krylov)")
             coef = self._flow_apply(A, Yt, tau)
-            self.train_matrix_ = A
-            self.cholesky_ = None
+            self._train_matrix = A
+            self._cholesky = None
         else:
             self._log("Cholesky factorisation")
             L = _linalg.cholesky(A, what=what, overwrite=True)
             del A
             coef = _linalg.cho_solve(L, Yt)
-            self.cholesky_ = L
-            self.train_matrix_ = None
-        self.dual_coef_ = coef
-        self.y_fit_ = Yt
+            self._cholesky = L
+            self._train_matrix = None
+        self._X_fit, self._dual_coef, self._y_fit = X_fit, coef, Yt
+        self.X_fit_ = to_numpy(X_fit).copy()
+        self.dual_coef_ = to_numpy(coef).copy()
         return self
 
     def _flow_apply(self, A, B, tau):
@@ -213,31 +223,31 @@ class _NTKBase(BaseEstimator):
     def _predict_targets(self, X, return_var=False, return_cov=False):
         """Mean (m, k) and optionally the variance (m,) or covariance (m, m) shared by outputs."""
         check_is_fitted(self, "dual_coef_")
-        Xfit = self.X_fit_
+        Xfit = self._X_fit
         Xt = to_tensor(X, Xfit.device, Xfit.dtype)
         need_nngp = return_var or return_cov
         K_td, nngp_td = self._kernels(Xt, Xfit, need_nngp=need_nngp and self.kernel == "ntk")
-        mean = K_td @ self.dual_coef_
+        mean = K_td @ self._dual_coef
         if not need_nngp:
             return mean, None
         if self.kernel == "nngp":
             nngp_td = K_td
         finite = self._finite_time()
-        tau = self.t / self.y_fit_.numel() if finite else None
+        tau = self.t / self._y_fit.numel() if finite else None
         if self.kernel == "nngp":
             # cov = K_tt - K_td A^{-1}(I - e^{-2 tau A}) K_dt
             if finite:
-                term = self._flow_apply(self.train_matrix_, K_td.T.contiguous(), 2 * tau)
+                term = self._flow_apply(self._train_matrix, K_td.T.contiguous(), 2 * tau)
                 reduction = K_td @ term if return_cov else (K_td * term.T).sum(1)
             else:
-                v = torch.linalg.solve_triangular(self.cholesky_, K_td.T, upper=False)
+                v = torch.linalg.solve_triangular(self._cholesky, K_td.T, upper=False)
                 reduction = v.T @ v if return_cov else (v * v).sum(0)
         else:
             # term1 = A^{-1}(I - e^{-tau A}) Theta_dt; cov = term1' K_dd term1 - (term1' K_dt + T)
             if finite:
-                term1 = self._flow_apply(self.train_matrix_, K_td.T.contiguous(), tau)
+                term1 = self._flow_apply(self._train_matrix, K_td.T.contiguous(), tau)
             else:
-                term1 = _linalg.cho_solve(self.cholesky_, K_td.T.contiguous())
+                term1 = _linalg.cho_solve(self._cholesky, K_td.T.contiguous())
             KT = self._nngp_train() @ term1
             if return_cov:
                 cross = term1.T @ nngp_td.T
@@ -261,7 +271,7 @@ class _NTKBase(BaseEstimator):
         pickled: repeated ``predict(..., return_std=True)`` calls then skip the recursion.
         """
         if "nngp_train" not in self._cache:
-            self._cache["nngp_train"], _ = self._pair_kernels(self.X_fit_, None, need_ntk=False,
+            self._cache["nngp_train"], _ = self._pair_kernels(self._X_fit, None, need_ntk=False,
                                                               need_nngp=True)
         return self._cache["nngp_train"]
 
@@ -274,17 +284,6 @@ class _NTKBase(BaseEstimator):
         if "eigh" not in self._cache:
             self._cache["eigh"] = _linalg.eigh(train_matrix())
         return self._cache["eigh"]
-
-    def __getstate__(self):
-        # Fitted tensors travel on the CPU so that a GPU-fitted model unpickles anywhere.
-        state = self.__dict__.copy()
-        state["_cache"] = {}
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                state[key] = value.detach().cpu()
-        if "device_" in state:
-            state["device_"] = torch.device("cpu")
-        return state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -366,14 +365,11 @@ class NTKRegressor(RegressorMixin, _NTKBase):
 
     Attributes
     ----------
-    dual_coef_ : tensor of shape (n_samples, n_targets)
-        ``A^{-1}(I - exp(-tau A)) y`` (``A^{-1} y`` at ``t=None``); predictions are
-        ``K(X, X_fit_) @ dual_coef_``.
-    X_fit_ : tensor of shape (n_samples, n_features)
-    cholesky_ : tensor or None
-        Lower Cholesky factor of the regularised train kernel (``t=None``).
-    train_matrix_ : tensor or None
-        The regularised train kernel (finite ``t``).
+    dual_coef_ : ndarray of shape (n_samples, n_targets)
+        ``A^{-1}(I - exp(-tau A)) y`` (``A^{-1} y`` at ``t=None``) for the normalised targets;
+        predictions are ``K(X, X_fit_) @ dual_coef_`` (then mapped back by ``normalize_y``).
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        The training inputs.
     log_marginal_likelihood_value_ : float
         Log marginal likelihood of the (normalised) targets, ``kernel="nngp"``, ``t=None``.
     predictive_df_ : float
@@ -422,6 +418,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         self.prior_scale = prior_scale
         self.normalize_y = normalize_y
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the infinite ensemble on training data.
@@ -460,8 +457,8 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         self.predictive_df_ = None
         if self.kernel == "nngp" and not self._finite_time():
             n, k = Y.shape
-            fit_term = (self.y_fit_ * self.dual_coef_).sum(0)  # y' A^{-1} y per output
-            logdet = 2 * torch.log(self.cholesky_.diagonal()).sum()
+            fit_term = (self._y_fit * self._dual_coef).sum(0)  # y' A^{-1} y per output
+            logdet = 2 * torch.log(self._cholesky.diagonal()).sum()
             lml = -0.5 * fit_term.sum() - k * (0.5 * logdet + 0.5 * n * math.log(2 * math.pi))
             self.log_marginal_likelihood_value_ = float(lml)
             if self.posterior == "student_t":
@@ -540,22 +537,22 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         if times.size == 0 or np.isnan(times).any() or (times < 0).any():
             raise ValueError("times must be a non-empty array of non-negative numbers.")
         evals, evecs = self._eigh(self._regularised_train_matrix)
-        Xt = to_tensor(X, self.X_fit_.device, self.X_fit_.dtype)
-        K_td, _ = self._kernels(Xt, self.X_fit_)
+        Xt = to_tensor(X, self._X_fit.device, self._X_fit.dtype)
+        K_td, _ = self._kernels(Xt, self._X_fit)
         left = K_td @ evecs  # (m, n)
-        right = evecs.T @ self.y_fit_  # (n, k)
+        right = evecs.T @ self._y_fit  # (n, k)
         out = []
         for t in times:
-            tau = t / self.y_fit_.numel()
+            tau = t / self._y_fit.numel()
             mean = left @ (_linalg.flow_filter(evals, tau)[:, None] * right)
             mean = to_numpy(mean) * self._y_std + self._y_mean
             out.append(mean[:, 0] if self._y_1d else mean)
         return np.stack(out)
 
     def _regularised_train_matrix(self):
-        if self.train_matrix_ is not None:
-            return self.train_matrix_
-        A, _ = self._kernels(self.X_fit_)
+        if self._train_matrix is not None:
+            return self._train_matrix
+        A, _ = self._kernels(self._X_fit)
         A.diagonal().add_(self.alpha)
         return A
 
@@ -586,7 +583,10 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    dual_coef_ : tensor of shape (n_samples, n_classes)
+    dual_coef_ : ndarray of shape (n_samples, n_classes)
+        Dual coefficients of the centred one-hot targets.
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        The training inputs.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -600,6 +600,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     (2, 3)
     """
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit on training data.
@@ -620,11 +621,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         n_classes = len(self.classes_)
-        if n_classes < 2:
-            raise ValueError(
-                f"NTKClassifier needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {self.classes_[0]!r}."
-            )
+        check_n_classes(self.classes_, self)
         Y = np.eye(n_classes, dtype=dtype)[encoder.transform(y)] - 1.0 / n_classes
         return self._fit_targets(X, Y)
 

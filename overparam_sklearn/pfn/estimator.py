@@ -21,7 +21,18 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._backend import DEVICE_OPTIONS, check_memory, resolve_device, tile_slices, to_numpy
+from .._backend import (
+    DEVICE_OPTIONS,
+    DTYPE_OPTIONS,
+    DevicePortableMixin,
+    check_memory,
+    resolve_device,
+    resolve_dtype,
+    tile_slices,
+    to_numpy,
+    usable_device,
+)
+from .._validation import atomic_fit, check_finite_cast, check_n_classes
 from .model import BarDistribution, build_model
 
 __all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_pfn", "WEIGHTS_DIR"]
@@ -45,8 +56,8 @@ def _resolve_weights(weights, task):
         path = WEIGHTS_DIR / f"{task}.json"
         if not path.exists():
             raise ValueError(
-                f"the shipped {task} PFN weights are missing from {WEIGHTS_DIR}; regenerate them with "
-                f"`python -m overparam_sklearn.pfn.train --preset {task}` (see the README)"
+                f"the shipped {task} PFN weights are missing from {WEIGHTS_DIR}; regenerate them "
+                f"with `python -m overparam_sklearn.pfn.train --preset {task}` (see the README)"
             )
         return path
     path = Path(weights)
@@ -57,8 +68,49 @@ def _resolve_weights(weights, task):
     return path
 
 
+def _check_sha256(path, expected, source):
+    if _sha256(path) != str(expected).strip().lower():
+        raise ValueError(
+            f"{path} does not match the sha256 {source}: the weights are corrupted or were "
+            "replaced; reinstall the package or re-export them with "
+            "`python -m overparam_sklearn.pfn.train --export`"
+        )
+
+
+def _sidecar_sha256(path):
+    """The hash in ``<file>.sha256`` beside ``path`` (``sha256sum`` format), or None."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.exists():
+        return None, sidecar
+    text = sidecar.read_text().split()
+    if not text:
+        raise ValueError(f"{sidecar} is empty; re-export the weights or delete it")
+    return text[0], sidecar
+
+
+def _files_version(json_path):
+    """(mtime, size) of the files a load reads: part of the cache keys, so that weights replaced
+    or damaged on disk after a first load are read (and verified) again."""
+    json_path = Path(json_path)
+    files = [json_path, json_path.with_suffix(".pt"), json_path.parent / "manifest.json"]
+    files += [f.with_name(f.name + ".sha256") for f in files[:2]]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _load_state(json_path, sha256=None):
+    """(config, state dict) of the weights at ``json_path``, verified; cached per file version."""
+    return _load_state_cached(str(json_path), sha256, _files_version(json_path))
+
+
 @functools.lru_cache(maxsize=8)
-def _load_state(json_path):
+def _load_state_cached(json_path, sha256, version):
     json_path = Path(json_path)
     pt_path = json_path.with_suffix(".pt")
     if not pt_path.exists():
@@ -69,40 +121,84 @@ def _load_state(json_path):
             manifest = json.load(fh)
         for p in (json_path, pt_path):
             expected = manifest.get(p.name)
-            if expected is None or _sha256(p) != expected:
+            if expected is None:
                 raise ValueError(
-                    f"{p} does not match the sha256 in {manifest_path}: the weights are corrupted or "
-                    "were replaced; reinstall the package or re-export them with "
-                    "`python -m overparam_sklearn.pfn.train --export`"
+                    f"{p.name} is not listed in {manifest_path}; it cannot be verified"
                 )
+            _check_sha256(p, expected, f"in {manifest_path}")
     elif json_path.parent == WEIGHTS_DIR:
         raise ValueError(f"{manifest_path} is missing; the shipped PFN weights cannot be verified")
-    with open(json_path) as fh:
-        config = json.load(fh)
-    state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    for p in (json_path, pt_path):
+        expected, sidecar = _sidecar_sha256(p)
+        if expected is not None:
+            _check_sha256(p, expected, f"in {sidecar}")
+    if sha256 is not None:
+        _check_sha256(pt_path, sha256, "given as sha256=")
+    for p in (json_path, pt_path):
+        if p.stat().st_size == 0:
+            raise ValueError(f"PFN weights file {p} is empty; re-export the weights")
+    try:
+        with open(json_path) as fh:
+            config = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"PFN weights config {json_path} is not valid JSON ({exc}); it is "
+                         "truncated or not an exported config") from None
+    try:
+        state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"PFN weights file {pt_path} cannot be read ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); it is truncated or not a file written by "
+            "`python -m overparam_sklearn.pfn.train --export`"
+        ) from None
+    if not isinstance(config, dict) or "task" not in config or not isinstance(state, dict):
+        raise ValueError(f"{json_path} / {pt_path} are not exported PFN weights")
     return config, state
 
 
+def _load_model(json_path, device, dtype="float32", sha256=None):
+    """(config, model in eval mode) on ``device``; cached per file version."""
+    return _load_model_cached(str(json_path), device, dtype, sha256, _files_version(json_path))
+
+
 @functools.lru_cache(maxsize=8)
-def _load_model(json_path, device):
-    config, state = _load_state(json_path)
-    model = build_model(config, state).to(torch.device(device))
+def _load_model_cached(json_path, device, dtype, sha256, version):
+    config, state = _load_state(json_path, sha256)
+    model = build_model(config, state).to(torch.device(device), resolve_dtype(dtype))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return config, model
 
 
-def load_pfn(weights=None, task="regression", device="cpu"):
+def load_pfn(weights=None, task="regression", device="cpu", sha256=None):
     """Load a PFN (config dict, :class:`~overparam_sklearn.pfn.model.PFNTransformer` in eval mode).
 
-    ``weights`` is None for the shipped model of ``task``, or the path of a ``.json`` config
-    written by ``python -m overparam_sklearn.pfn.train --export`` (its ``.pt`` beside it; checked
-    against a ``manifest.json`` in the same directory when there is one). Tensors are loaded with
-    ``torch.load(..., weights_only=True)``.
+    Parameters
+    ----------
+    weights : str, Path or None, default=None
+        None for the shipped model of ``task``, or the path of a ``.json`` config written by
+        ``python -m overparam_sklearn.pfn.train --export`` (its ``.pt`` beside it).
+    task : {"regression", "classification"}, default="regression"
+        Which shipped model ``weights=None`` means.
+    device : str, default="cpu"
+    sha256 : str or None, default=None
+        The expected sha256 of the ``.pt`` file; a mismatch raises ``ValueError``.
+
+    Returns
+    -------
+    config : dict
+    model : PFNTransformer
+
+    Notes
+    -----
+    The files are verified against every hash available: a ``manifest.json`` in the same
+    directory, ``<file>.sha256`` files beside them (both written by ``--export``), and
+    ``sha256``. Tensors are loaded with ``torch.load(..., weights_only=True)``; an empty,
+    truncated or otherwise unreadable file raises ``ValueError``.
     """
     path = _resolve_weights(weights, task)
-    return _load_model(str(path), str(torch.device(device)))
+    return _load_model(str(path), str(torch.device(device)), sha256=sha256)
 
 
 class PFNPredictiveDistribution:
@@ -131,6 +227,7 @@ class PFNPredictiveDistribution:
     def _t(self):
         return torch.as_tensor(self.probs)
 
+    # scale == 0: the training targets were constant; every distribution is a point mass at loc.
     @property
     def mean(self):
         """Predictive means, shape (n_queries,)."""
@@ -150,14 +247,25 @@ class PFNPredictiveDistribution:
         out = self.loc + self.scale * out
         return out[:, 0] if np.ndim(q) == 0 else out
 
+    def _point_mass(self, y):
+        return np.array(np.broadcast_to(np.asarray(y, dtype=np.float64), self.probs.shape[:1]))
+
     def logpdf(self, y):
-        """Log predictive densities of ``y`` (shape (n_queries,), or broadcastable to it)."""
+        """Log predictive densities of ``y`` (shape (n_queries,), or broadcastable to it).
+
+        For a point mass (constant training targets) the density is +inf at ``loc`` and 0
+        (log: -inf) elsewhere.
+        """
+        if self.scale == 0:
+            return np.where(self._point_mass(y) == self.loc, np.inf, -np.inf)
         z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale
         z = np.array(np.broadcast_to(z, self.probs.shape[:1]))
         return self._bar.logpdf(self._t(), torch.as_tensor(z)).numpy() - np.log(self.scale)
 
     def cdf(self, y):
         """Predictive CDF at ``y`` (shape (n_queries,), or broadcastable to it)."""
+        if self.scale == 0:
+            return (self._point_mass(y) >= self.loc).astype(np.float64)
         z = (np.asarray(y, dtype=np.float64) - self.loc) / self.scale
         z = np.array(np.broadcast_to(z, self.probs.shape[:1]))
         return self._bar.cdf(self._t(), torch.as_tensor(z)).numpy()
@@ -174,8 +282,13 @@ def _check_quantiles(q):
 
 
 def _standardize_fit(X, zero_constant=True):
-    mean = X.mean(0)
-    std = X.std(0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = X.mean(0)
+        std = X.std(0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(
+            "X is so large that its mean or standard deviation overflows float64; rescale it."
+        )
     constant = std <= 1e-8 * (1.0 + np.abs(mean))
     return (
         mean,
@@ -184,7 +297,28 @@ def _standardize_fit(X, zero_constant=True):
     )
 
 
-class _PFNBase(BaseEstimator):
+#: Queries go through the network in blocks of exactly this many rows (the last one zero-padded).
+#: float32 matrix products round differently for different row counts (BLAS picks its kernels
+#: and blocking by shape), so with a fixed block shape a query's prediction is bitwise the same
+#: whichever other queries are predicted with it and wherever it sits in the block.
+_QUERY_BLOCK = 128
+
+
+def _query_logits(model, cache, q_x, device, dtype=torch.float32):
+    """Logits (m, n_out) of the queries ``q_x`` (m, d_max), evaluated in fixed-size blocks."""
+    out = []
+    for start in range(0, q_x.shape[0], _QUERY_BLOCK):
+        q = q_x[start : start + _QUERY_BLOCK]
+        m = q.shape[0]
+        if m < _QUERY_BLOCK:
+            q = np.concatenate([q, np.zeros((_QUERY_BLOCK - m, q.shape[1]), q.dtype)])
+        q = torch.as_tensor(q, device=device, dtype=dtype)
+        logits = model.predict_queries(cache, q[None])[0]
+        out.append(logits[:m])
+    return torch.cat(out)
+
+
+class _PFNBase(DevicePortableMixin, BaseEstimator):
     _task = None
 
     _parameter_constraints = {
@@ -194,6 +328,7 @@ class _PFNBase(BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "weights": [str, Path, None],
         "device": DEVICE_OPTIONS,
+        "dtype": DTYPE_OPTIONS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -207,6 +342,7 @@ class _PFNBase(BaseEstimator):
         batch_size=1024,
         weights=None,
         device="auto",
+        dtype="float32",
         random_state=None,
         verbose=0,
     ):
@@ -216,6 +352,7 @@ class _PFNBase(BaseEstimator):
         self.batch_size = batch_size
         self.weights = weights
         self.device = device
+        self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -227,7 +364,9 @@ class _PFNBase(BaseEstimator):
         config, _ = _load_state(str(json_path))
         if config["task"] != self._task:
             raise ValueError(f"{json_path} holds a {config['task']} PFN, not a {self._task} one")
-        self.weights_path_ = str(json_path)
+        # the shipped weights are stored by name (found in the installed package when used, so a
+        # pickle moves between installations); user weights by the path given
+        self.weights_ = json_path.stem if self.weights is None else str(json_path)
         self.model_config_ = {
             k: config[k] for k in ("task", "d_max", "max_ctx", "normalize_x", "normalize_y")
         }
@@ -243,7 +382,7 @@ class _PFNBase(BaseEstimator):
                 np.ones(d),
                 np.zeros(d, dtype=bool),
             )
-        self.X_ = self._standard(X).astype(np.float32)
+        self.X_ = self._float32(self._standard(X))
         if normalize and self.input_transform != "standard":
             qt = QuantileTransformer(
                 n_quantiles=max(2, min(1000, n)),
@@ -286,6 +425,16 @@ class _PFNBase(BaseEstimator):
         self.y_context_ = y_encoded
         return self
 
+    def _weights_json(self):
+        if Path(self.weights_).suffix == ".json":
+            return self.weights_
+        return str(_resolve_weights(None, self.weights_))
+
+    def _float32(self, Z):
+        return check_finite_cast(
+            Z, np.float32, "X", "after standardisation with the training set's mean and scale "
+            "(the PFN computes in float32)")
+
     def _standard(self, X):
         Z = (X - self.x_mean_) / self.x_scale_
         Z[:, self.x_constant_] = 0.0
@@ -306,9 +455,10 @@ class _PFNBase(BaseEstimator):
     # -- predict -----------------------------------------------------------------------------
     def _iter_member_outputs(self, X):
         """Yield (member index, query slice, probabilities (m, n_out) float64 on CPU)."""
-        _, model = _load_model(self.weights_path_, str(self.device_))
-        device = self.device_
-        Z = {"standard": self._standard(X)}
+        device = usable_device(self.device_)
+        _, model = _load_model(self._weights_json(), str(device), self.dtype)
+        dtype = resolve_dtype(self.dtype)
+        Z = {"standard": self._float32(self._standard(X))}
         if any(m["transform"] == "quantile" for m in self.members_):
             Z["quantile"] = self._quantile_inputs(X)
         context = {"standard": self.X_, "quantile": getattr(self, "Xq_", None)}
@@ -318,21 +468,14 @@ class _PFNBase(BaseEstimator):
             ctx_y = np.ascontiguousarray(self._member_targets(ctx_idx, member))
             q_x = self._member_inputs(Z[member["transform"]], member)
             with torch.inference_mode():
+                ctx_y = torch.as_tensor(ctx_y, device=device)
                 cache = model.encode_context(
-                    torch.as_tensor(ctx_x, device=device)[None],
-                    torch.as_tensor(ctx_y, device=device)[None],
+                    torch.as_tensor(ctx_x, device=device, dtype=dtype)[None],
+                    (ctx_y.to(dtype) if ctx_y.is_floating_point() else ctx_y)[None],
                 )
                 for sl in tile_slices(q_x.shape[0], self.batch_size):
-                    # pad to a multiple of 8 rows: BLAS takes another (matrix-vector) path for 1-3
-                    # rows whose float32 rounding differs, and a query's prediction must not
-                    # depend on how many other queries come with it
-                    q = q_x[sl]
-                    rows = -(-q.shape[0] // 8) * 8
-                    q = np.concatenate([q, np.zeros((rows - q.shape[0], q.shape[1]), q.dtype)])
-                    logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[
-                        0
-                    ]
-                    yield i, sl, self._member_probs(logits[: sl.stop - sl.start].double(), member)
+                    logits = _query_logits(model, cache, q_x[sl], device, dtype)
+                    yield i, sl, self._member_probs(logits.double(), member)
             if self.verbose:
                 print(f"[{type(self).__name__}] ensemble member {i + 1}/{len(self.members_)} done")
 
@@ -351,10 +494,11 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` only stores the
     standardised training set; there is no gradient descent and no hyperparameter fitting.
 
-    The network computes in float32. The shipped model takes at most ``d_max`` = 10 features and
-    1000 context points: with more samples every ensemble member conditions on a random subset of
-    ``max_context`` of them, with more features every member sees a different subset of ``d_max``
-    features; the members' predictive distributions are averaged (a mixture).
+    The network computes in float32 by default (``dtype``). The shipped model takes at most
+    ``d_max`` = 10 features and 1000 context points: with more samples every ensemble member
+    conditions on a random subset of ``max_context`` of them, with more features every member
+    sees a different subset of ``d_max`` features; the members' predictive distributions are
+    averaged (a mixture).
 
     Parameters
     ----------
@@ -367,11 +511,16 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         ``"standard"`` standardises each feature; ``"quantile"`` maps it to normal scores
         (``QuantileTransformer``) first; ``"mixed"`` alternates between the two over members.
     batch_size : int, default=1024
-        Queries per forward pass (bounds memory; predictions do not depend on it).
+        Queries whose bucket probabilities are held at once (bounds memory). The network itself
+        runs on fixed blocks of 128 queries, so a prediction does not depend on ``batch_size``
+        nor on which other queries are predicted with it (bitwise).
     weights : str or None, default=None
         None for the shipped weights, or the path of a ``.json`` config exported by
         ``python -m overparam_sklearn.pfn.train --export``.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's forward pass (float32, as for every neural network; the
+        weights were trained in float32).
     random_state : int, RandomState instance or None, default=None
         Draws the ensemble members.
     verbose : int, default=0
@@ -383,7 +532,8 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     y_context_ : ndarray of shape (n_samples,)
         The standardised training targets.
     y_mean_, y_scale_ : float
-        Target standardisation.
+        Target standardisation. For constant targets ``y_scale_`` is 0: every prediction is
+        that constant, with standard deviation 0.
     members_ : list of dict
         Feature indices, context indices and input transform of each member.
     device_ : torch.device
@@ -404,6 +554,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
 
     _task = "regression"
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
@@ -420,13 +571,24 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         json_path = _resolve_weights(self.weights, self._task)
         config, _ = _load_state(str(json_path))
-        if config.get("normalize_y", True):
-            self.y_mean_ = float(y.mean())
-            std = float(y.std())
-            self.y_scale_ = std if std > 1e-12 * (1.0 + abs(self.y_mean_)) else 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            y_mean, y_sd = float(y.mean()), float(y.std())
+        if not (np.isfinite(y_mean) and np.isfinite(y_sd)):
+            raise ValueError("y is so large that its mean or standard deviation overflows "
+                             "float64; rescale it.")
+        if y_sd <= 1e-12 * (1.0 + abs(y_mean)):
+            # constant targets (up to round-off): the posterior is a point mass at that
+            # constant; y_scale_ = 0 maps every prediction to y_mean_, with std 0
+            self.y_mean_ = float(y[0]) if np.ptp(y) == 0 else y_mean
+            self.y_scale_ = 0.0
+            y_std = np.zeros(len(y), dtype=np.float32)
         else:
-            self.y_mean_, self.y_scale_ = 0.0, 1.0
-        y_std = ((y - self.y_mean_) / self.y_scale_).astype(np.float32)
+            if config.get("normalize_y", True):
+                self.y_mean_, self.y_scale_ = y_mean, y_sd
+            else:
+                self.y_mean_, self.y_scale_ = 0.0, 1.0
+            y_std = check_finite_cast((y - self.y_mean_) / self.y_scale_, np.float32, "y",
+                                      "(the PFN computes in float32)")
         return self._fit_common(X, y_std)
 
     def _member_targets(self, ctx_idx, member):
@@ -436,7 +598,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         return torch.softmax(logits, -1).cpu()
 
     def _bar(self):
-        _, model = _load_model(self.weights_path_, "cpu")
+        _, model = _load_model(self._weights_json(), "cpu")
         return model.bar
 
     def _mixture(self, X, keep):
@@ -517,7 +679,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     A transformer trained on classification datasets whose labels come from latent Gaussian-process
     and random-MLP functions returns the posterior predictive class probabilities of every query
     given the training set as context (Müller et al., ICLR 2022). ``fit`` only stores the
-    standardised training set. The network computes in float32.
+    standardised training set. The network computes in float32 by default (``dtype``).
 
     Parameters
     ----------
@@ -532,6 +694,8 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     weights : str or None, default=None
         None for the shipped weights, or the path of an exported ``.json`` config.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's forward pass.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
 
@@ -556,6 +720,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
 
     _task = "classification"
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
@@ -572,6 +737,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
+        check_n_classes(self.classes_, self)
         json_path = _resolve_weights(self.weights, self._task)
         config, _ = _load_state(str(json_path))
         max_classes = int(config.get("max_classes", 10))

@@ -373,7 +373,8 @@ def _sha256(path):
 
 def export_weights(run_dir, weights_dir, name=None):
     """Write ``<name>.pt`` (a state dict of plain tensors) and ``<name>.json`` (config plus training
-    summary) from ``run_dir``'s checkpoint, and record their sha256 in ``manifest.json``."""
+    summary) from ``run_dir``'s checkpoint, and record their sha256 in ``manifest.json`` and in
+    ``<file>.sha256`` beside each."""
     run_dir, weights_dir = Path(run_dir), Path(weights_dir)
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     config = ckpt["config"]
@@ -407,6 +408,8 @@ def export_weights(run_dir, weights_dir, name=None):
     manifest[js.name] = _sha256(js)
     with open(manifest_path, "w") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=True)
+    for f in (pt, js):  # beside each file too (sha256sum format), for files copied on their own
+        f.with_name(f.name + ".sha256").write_text(f"{manifest[f.name]}  {f.name}\n")
     return pt, js
 
 

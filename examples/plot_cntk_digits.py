@@ -9,7 +9,7 @@ conventions. Here a two-layer convolutional network's NTK (CNTK) and NNGP (CNN-G
 network and an RBF support vector machine, all on the same small training set.
 
 A second part checks the limit itself: the empirical NTK of a concrete, randomly initialised
-torch CNN (:func:`~overparam_sklearn.empirical_ntk`) approaches the CNTK as the number of
+torch CNN (:func:`~overparam_sklearn.kernels.empirical_ntk`) approaches the CNTK as the number of
 channels grows, with a gap that shrinks like ``1 / sqrt(channels)``.
 """
 
@@ -32,7 +32,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
-from overparam_sklearn import NTKClassifier, empirical_ntk
+from overparam_sklearn import NTKClassifier
+from overparam_sklearn.kernels import empirical_ntk
 from overparam_sklearn.kernels.layers import (
     Activation,
     Conv,
@@ -91,8 +92,9 @@ for name, model in models.items():
 # A torch CNN in neural-tangents' NTK parameterisation: standard normal weights and biases,
 # scaled by ``w_std / sqrt(fan_in)`` and ``b_std`` in the forward pass, one 3x3 SAME
 # convolution with ``channels`` channels, ReLU, Flatten and a linear readout. Its NTK
-# (:func:`~overparam_sklearn.empirical_ntk`, exact for the network as initialised) is compared
-# with the infinite-width CNTK of the same architecture on 20 digits, over 8 seeds per width.
+# (:func:`~overparam_sklearn.kernels.empirical_ntk`, exact for the network as initialised) is
+# compared with the infinite-width CNTK of the same architecture on 20 digits, over 8 seeds per
+# width.
 
 
 class NTKConv(torch.nn.Module):

@@ -16,14 +16,7 @@ from .data_diet import (  # noqa: F401
     GraNdScorer,
 )
 from .dkm import SparseDKMClassifier, SparseDKMRegressor  # noqa: F401
-from .kernels import (  # noqa: F401
-    EmpiricalNTKKernel,
-    NNGPKernel,
-    NTKKernel,
-    empirical_ntk,
-    nngp_kernel,
-    ntk_kernel,
-)
+from .kernels import NNGPKernel, NTKKernel, nngp_kernel, ntk_kernel  # noqa: F401
 from .ntk import NTKClassifier, NTKRegressor  # noqa: F401
 from .pfn import PFNClassifier, PFNRegressor  # noqa: F401
 from .random_features import (  # noqa: F401
@@ -44,8 +37,6 @@ __all__ = [
     "NTKKernel",
     "nngp_kernel",
     "ntk_kernel",
-    "empirical_ntk",
-    "EmpiricalNTKKernel",
     "NTKRegressor",
     "NTKClassifier",
     "PFNRegressor",

@@ -12,8 +12,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.svm import SVC
 
-from overparam_sklearn import EmpiricalNTKKernel, empirical_ntk
-from overparam_sklearn.kernels import ntk_kernel
+from overparam_sklearn.kernels import EmpiricalNTKKernel, empirical_ntk, ntk_kernel
 
 
 def _double(module, seed):

@@ -29,6 +29,7 @@ import torch
 from sklearn.gaussian_process.kernels import Kernel
 
 from .._backend import DEFAULT_TILE_BYTES, tile_slices
+from .._validation import check_real_matrix
 
 __all__ = ["empirical_ntk", "EmpiricalNTKKernel"]
 
@@ -45,16 +46,7 @@ def _check_module(module):
 def _as_inputs(X, like, name):
     if isinstance(X, torch.Tensor):
         X = X.detach()
-    else:
-        X = torch.as_tensor(np.asarray(X))
-    if not X.is_floating_point():
-        X = X.to(torch.float64)
-    X = X.to(dtype=like.dtype, device=like.device)
-    if X.ndim < 1 or X.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one sample, got shape {tuple(X.shape)}")
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError(f"{name} contains NaN or infinity.")
-    return X
+    return check_real_matrix(X, name, like.dtype, like.device, ndim=None)
 
 
 def _linear_factors(module, X, params):
@@ -264,10 +256,8 @@ class EmpiricalNTKKernel(Kernel):
 
     def _rows(self, X, name):
         if isinstance(X, torch.Tensor):
-            X = X.detach().cpu().numpy()
-        X = np.asarray(X)
-        if X.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+            X = X.detach().cpu()
+        X = check_real_matrix(X, name).numpy()
         if self.input_shape is not None:
             shape = tuple(int(s) for s in self.input_shape)
             if math.prod(shape) != X.shape[1]:

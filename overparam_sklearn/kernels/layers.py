@@ -41,7 +41,6 @@ import math
 import numbers
 import string
 
-import numpy as np
 import torch
 
 from .._backend import (
@@ -51,6 +50,7 @@ from .._backend import (
     tile_slices,
     tiled_kernel_bytes,
 )
+from .._validation import check_real_matrix
 from ._dual import parse_activation
 
 __all__ = [
@@ -828,18 +828,7 @@ class Activation(Layer):
 
 # -- evaluation --------------------------------------------------------------------------------
 def _as_input_tensor(X, dtype=None, device=None, name="x1"):
-    X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X)
-    if not X.is_floating_point():
-        X = X.to(torch.float64)
-    X = X.to(dtype=dtype or X.dtype, device=device or X.device)
-    if X.ndim < 2:
-        raise ValueError(
-            f"{name} must have a batch axis and a channel axis, (n, d) or NHWC (n, H, W, C); "
-            f"got shape {tuple(X.shape)}"
-        )
-    if X.shape[0] and not bool(torch.isfinite(X).all()):
-        raise ValueError(f"{name} contains NaN or infinity.")
-    return X
+    return check_real_matrix(X, name, dtype, device, ndim=None)
 
 
 def _check_architecture(arch):

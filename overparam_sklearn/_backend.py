@@ -23,6 +23,7 @@ __all__ = [
     "resolve_dtype",
     "to_tensor",
     "to_numpy",
+    "standardize_targets",
     "make_generator",
     "seed_from_random_state",
     "estimate_bytes",
@@ -93,14 +94,28 @@ def numpy_dtype(torch_dtype):
 
 
 def to_tensor(X, device, dtype):
-    """A validated (real, finite) array or tensor as a tensor on ``device`` with ``dtype``."""
+    """A validated (real, finite) array or tensor as a tensor on ``device`` with ``dtype``.
+
+    A numpy array narrowed to a smaller float type (float64 to float32) must stay finite: an
+    overflow in the cast raises a ``ValueError`` rather than giving inf (and NaN results).
+    """
     if isinstance(X, torch.Tensor):
         return X.to(device=device, dtype=dtype)
     X = np.asarray(X)
     if not X.flags.writeable:
         # torch warns on read-only buffers (e.g. joblib memmaps); copy instead of aliasing.
         X = np.array(X)
-    return torch.as_tensor(X, dtype=dtype, device=device)
+    out = torch.as_tensor(X, dtype=dtype, device=device)
+    narrowing = (X.dtype.kind == "f" and out.is_floating_point()
+                 and X.dtype.itemsize > out.element_size())
+    if narrowing and not bool(torch.isfinite(out).all()):
+        # (the input was validated finite: the cast overflowed)
+        raise ValueError(
+            f"The input has values beyond the range of {str(dtype).replace('torch.', '')} "
+            f"(|x| > {torch.finfo(dtype).max:.3g}), the dtype of this computation; rescale it "
+            "(e.g. with StandardScaler) or use dtype='float64'."
+        )
+    return out
 
 
 def to_numpy(t):
@@ -108,6 +123,22 @@ def to_numpy(t):
     if isinstance(t, torch.Tensor):
         return t.detach().cpu().numpy()
     return np.asarray(t)
+
+
+def standardize_targets(Y, normalize=True):
+    """Standardise 2-D targets column by column: ``((Y - mean) / std, mean, std)``.
+
+    A constant column keeps ``std = 1``; ``normalize=False`` gives zeros and ones (the targets
+    pass through). Predictions map back with ``pred * std + mean``.
+    """
+    if normalize:
+        mean = Y.mean(axis=0)
+        std = Y.std(axis=0)
+        std = np.where(std > 0, std, 1.0).astype(Y.dtype, copy=False)
+    else:
+        mean = np.zeros(Y.shape[1], dtype=Y.dtype)
+        std = np.ones(Y.shape[1], dtype=Y.dtype)
+    return (Y - mean) / std, mean, std
 
 
 def seed_from_random_state(random_state):

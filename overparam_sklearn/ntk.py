@@ -38,10 +38,11 @@ from ._backend import (
     numpy_dtype,
     resolve_device,
     resolve_dtype,
+    standardize_targets,
     to_numpy,
     to_tensor,
 )
-from ._validation import atomic_fit, check_n_classes
+from ._validation import atomic_fit, check_finite_cast, check_n_classes
 from .kernels import fc_diagonals, fc_kernels, parse_activation
 from .kernels.layers import Layer, layer_diagonals, layer_kernels, layer_memory_bytes
 
@@ -440,18 +441,11 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32])
-        X = X.astype(dtype, copy=False)
+        X = check_finite_cast(X, dtype, "X", f"in dtype={self.dtype!r}")
         y = np.asarray(y, dtype=dtype)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        if self.normalize_y:
-            self._y_mean = Y.mean(axis=0)
-            std = Y.std(axis=0)
-            self._y_std = np.where(std > 0, std, 1.0)
-        else:
-            self._y_mean = np.zeros(Y.shape[1], dtype=dtype)
-            self._y_std = np.ones(Y.shape[1], dtype=dtype)
-        Y = (Y - self._y_mean) / self._y_std
+        Y, self._y_mean, self._y_std = standardize_targets(Y, self.normalize_y)
         self._fit_targets(X, Y)
         self.log_marginal_likelihood_value_ = None
         self.predictive_df_ = None
@@ -616,7 +610,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         """
         dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        X = X.astype(dtype, copy=False)
+        X = check_finite_cast(X, dtype, "X", f"in dtype={self.dtype!r}")
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
@@ -634,6 +628,10 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     def decision_function(self, X):
         """Ensemble-mean outputs.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
         Returns
         -------
         scores : ndarray of shape (n_queries,) for two classes (positive means
@@ -645,12 +643,25 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         return mean
 
     def predict(self, X):
-        """Class with the largest ensemble-mean output."""
+        """Class with the largest ensemble-mean output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,)
+        """
         mean, _ = self._outputs(X)
         return self.classes_[np.argmax(mean, axis=1)]
 
     def predict_proba(self, X):
         """Fraction of the infinite ensemble voting for each class (see the class docstring).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
 
         Returns
         -------
@@ -660,7 +671,16 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         return _ensemble_vote_probabilities(mean, np.sqrt(var))
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_queries, n_classes)
+        """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 

@@ -1,6 +1,5 @@
 """Tests of the PFN priors, transformer, bar distribution, training loop and estimators."""
 
-import json
 import pickle
 import shutil
 
@@ -14,11 +13,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from overparam_sklearn import PFNClassifier, PFNRegressor
-from overparam_sklearn.pfn import PFNPredictiveDistribution, load_pfn
+from overparam_sklearn.pfn import PFNPredictiveDistribution
 from overparam_sklearn.pfn.estimator import WEIGHTS_DIR
 from overparam_sklearn.pfn.model import BarDistribution, PFNTransformer
 from overparam_sklearn.pfn.priors import get_prior, rbf_gp_sample, standardize_context
-from overparam_sklearn.pfn.train import PRESETS, export_weights, main, sample_batch, train
 
 
 def _gen(seed):
@@ -197,91 +195,7 @@ def test_gp_sampler_has_the_kernel_covariance():
     np.testing.assert_allclose(emp, K, atol=0.08)
 
 
-# ------------------------------------------------------------------------------------------------
-# training loop
-
-
-def _tiny_config(**kw):
-    c = dict(PRESETS["regression"])
-    c.update(
-        d_model=16,
-        n_layers=1,
-        n_heads=2,
-        d_ff=16,
-        n_bars=20,
-        steps=4,
-        warmup=2,
-        min_len=40,
-        max_len=60,
-        curriculum_steps=2,
-        tokens_per_batch=240,
-        ckpt_every=2,
-        eval_every=100,
-        d_max=4,
-        border_samples=2000,
-        val_sizes=[5],
-    )
-    c.update(kw)
-    return c
-
-
-def test_training_is_deterministic_and_resume_is_exact(tmp_path):
-    straight = train(_tiny_config(), tmp_path / "a", verbose=0)
-    train(_tiny_config(steps=2), tmp_path / "b", verbose=0)
-    # a checkpoint written before a config key existed still resumes (the key comes from the
-    # preset)
-    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
-    del ckpt["config"]["val_sizes"]
-    torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
-    resumed = train(_tiny_config(steps=4, eval_every=3), tmp_path / "b", verbose=0)
-    pairs = zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True)
-    for (k, v), (k2, v2) in pairs:
-        assert k == k2
-        torch.testing.assert_close(v, v2, rtol=0, atol=0)
-    # the curriculum: later batches are longer; per-dataset context sizes vary
-    b0, b3 = sample_batch(_tiny_config(), 0), sample_batch(_tiny_config(), 3)
-    assert b0["x"].shape[1] <= b3["x"].shape[1]
-    hist = json.loads((tmp_path / "a" / "history.json").read_text())
-    assert [h["step"] for h in hist] == [1, 2, 3, 4]
-    # export: plain tensors + config + manifest; loadable with weights_only=True
-    pt, js = export_weights(tmp_path / "a", tmp_path / "w", "tiny")
-    state = torch.load(pt, weights_only=True)
-    assert all(isinstance(v, torch.Tensor) for v in state.values())
-    config, model = load_pfn(str(js))
-    assert config["d_model"] == 16 and model.task == "regression"
-
-
-def test_command_line_trains_and_exports(tmp_path, capsys):
-    args = [
-        "--preset",
-        "classification",
-        "--out",
-        str(tmp_path / "run"),
-        "--steps",
-        "2",
-        "--verbose",
-        "0",
-        "--set",
-        "d_model=16",
-        "n_layers=1",
-        "d_ff=16",
-        "n_heads=2",
-        "val_sizes=[5]",
-        "tokens_per_batch=120",
-        "min_len=40",
-        "max_len=50",
-    ]
-    assert main(args) == 0
-    assert main(["--out", str(tmp_path / "run"), "--export", str(tmp_path / "w")]) == 0
-    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
-    assert set(manifest) == {"classification.pt", "classification.json"}
-    X, y = load_iris(return_X_y=True)
-    clf = PFNClassifier(
-        n_estimators=1, weights=str(tmp_path / "w" / "classification.json"), device="cpu"
-    )
-    assert clf.fit(X, y).predict_proba(X[:4]).shape == (4, 3)
-    with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path / "x"), "--set", "no_such_key=1"])
+# training: tests/test_pfn_train.py
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """PFN weights given by path: hashes written by --export, verified by load_pfn (issue 14)."""
 
 import hashlib
+import pickle
 import shutil
 
 import numpy as np
@@ -79,3 +80,13 @@ def test_unreadable_weight_files_get_a_clear_error(tmp_path, damage):
     X = np.random.RandomState(0).randn(10, 2)
     with pytest.raises(ValueError, match=pattern):
         PFNRegressor(weights=str(js), device="cpu").fit(X, X[:, 0])
+
+
+def test_shipped_weights_are_stored_by_name():
+    # a fitted PFN names the shipped weights, it does not store the install path, so its pickle
+    # works after the package moves
+    X = np.random.RandomState(0).randn(12, 2)
+    reg = PFNRegressor(1, device="cpu", random_state=0).fit(X, X[:, 0])
+    assert reg.weights_ == "regression"
+    assert str(WEIGHTS_DIR).encode() not in pickle.dumps(reg)
+    assert not hasattr(reg, "weights_path_")

@@ -183,6 +183,11 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
     def set_params(self, **params):
         """Set parameters; ``module__<name>=value`` updates ``module_params`` (skorch style).
 
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters, and ``module__<name>`` entries of ``module_params``.
+
         Returns
         -------
         self : object

@@ -10,6 +10,7 @@ import torch
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
     RegressorMixin,
     TransformerMixin,
     _fit_context,
@@ -29,10 +30,12 @@ from .._backend import (
     resolve_device,
     resolve_dtype,
     rows_per_tile,
+    standardize_targets,
     tile_slices,
+    to_tensor,
     usable_device,
 )
-from .._linalg import cholesky
+from .._linalg import cho_solve, cholesky
 from .._validation import atomic_fit, check_gram_range, check_n_classes
 from ._module import ACTIVATIONS, _SparseDKM
 
@@ -41,7 +44,8 @@ from ._module import ACTIVATIONS, _SparseDKM
 _N_PREDICT_SAMPLES = 256
 
 
-class _BaseSparseDKM(TransformerMixin, DevicePortableMixin, BaseEstimator):
+class _BaseSparseDKM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePortableMixin,
+                     BaseEstimator):
     _parameter_constraints = {
         "n_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
@@ -115,7 +119,7 @@ class _BaseSparseDKM(TransformerMixin, DevicePortableMixin, BaseEstimator):
             "reduce n_inducing or use dtype='float32'.",
         )
         jitter = 1e-6 if dtype == torch.float64 else 1e-4
-        Xt = torch.tensor(X, dtype=dtype, device=self.device_)
+        Xt = to_tensor(X, self.device_, dtype)
         Yt = torch.tensor(targets, device=self.device_)
         if Yt.is_floating_point():
             Yt = Yt.to(dtype)
@@ -192,7 +196,7 @@ class _BaseSparseDKM(TransformerMixin, DevicePortableMixin, BaseEstimator):
         X = validate_data(self, X, reset=False)
         module, device = self._module_on_device()
         dtype = module.Z.dtype
-        return torch.tensor(X, dtype=dtype, device=device), module
+        return to_tensor(X, device, dtype), module
 
     def _marginals(self, X):
         """q(f) mean and variance at the rows of X, in row tiles."""
@@ -237,8 +241,20 @@ class _BaseSparseDKM(TransformerMixin, DevicePortableMixin, BaseEstimator):
                 out.append(A.T)
         return torch.cat(out).cpu().numpy()
 
+    @property
+    def _n_features_out(self):
+        """Number of :meth:`transform` features (one per inducing point), for
+        ``get_feature_names_out`` (``sparsedkmregressor0``, ...)."""
+        return self.inducing_points_.shape[0]
+
     def inducing_grams(self):
-        """The learned inducing Gram matrices ``G_l^{ii}``, one ``(m, m)`` array per layer."""
+        """The learned inducing Gram matrices ``G_l^{ii}``, one per learned layer.
+
+        Returns
+        -------
+        grams : list of ndarray of shape (n_inducing, n_inducing)
+            ``n_hidden - 1`` matrices, from the second hidden layer up.
+        """
         check_is_fitted(self)
         with torch.no_grad():
             chols, _ = self.module_.inducing_chain()
@@ -432,14 +448,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        if self.normalize_y:
-            self.y_mean_ = Y.mean(0)
-            std = Y.std(0)
-            self.y_std_ = np.where(std > 0, std, 1.0)
-        else:
-            self.y_mean_ = np.zeros(Y.shape[1])
-            self.y_std_ = np.ones(Y.shape[1])
-        Yn = (Y - self.y_mean_) / self.y_std_
+        Yn, self.y_mean_, self.y_std_ = standardize_targets(Y, self.normalize_y)
         self._fit_model(X, Yn, Y.shape[1], "gaussian")
         if self.solve_output:
             self._solve_output(X, Yn)
@@ -455,27 +464,30 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         al. 2013, Eq. 9-10): ``S = (I + A A^T / s2)^-1`` and ``M = S A y / s2``. ``A A^T`` and
         ``A y`` are accumulated over row tiles, so this is one more linear-time pass.
         """
-        module = self.module_
-        Xt = torch.tensor(X, dtype=module.Z.dtype)
-        Yt = torch.tensor(Y, dtype=module.Z.dtype)
+        # On the fit device (a copy of the CPU module there); the result goes back to module_.
+        module, device = self._module_on_device()
+        dtype = module.Z.dtype
+        Xt = to_tensor(X, device, dtype)
+        Yt = torch.tensor(Y, dtype=dtype, device=device)
         m = module.Z.shape[0]
-        P = torch.zeros((m, m), dtype=Xt.dtype)
-        r = torch.zeros((m, Yt.shape[1]), dtype=Xt.dtype)
+        P = torch.zeros((m, m), dtype=dtype, device=device)
+        r = torch.zeros((m, Yt.shape[1]), dtype=dtype, device=device)
         with torch.no_grad():
             chols, _ = module.inducing_chain()
-            for sl in tile_slices(Xt.shape[0], rows_per_tile(m, Xt.dtype, n_buffers=8)):
+            for sl in tile_slices(Xt.shape[0], rows_per_tile(m, dtype, n_buffers=8)):
                 A, _ = module.top_features(Xt[sl], chols)
                 P += A @ A.T
                 r += A @ Yt[sl]
-            eye = torch.eye(m, dtype=Xt.dtype)
+            eye = torch.eye(m, dtype=dtype, device=device)
+            target = self.module_
             for c, s2 in enumerate(module.noise()):
-                precision = eye + P / s2
-                chol_p = cholesky(precision, "the output layer's posterior precision")
-                module.q_mean[:, c] = torch.cholesky_solve(r[:, c:c + 1] / s2, chol_p)[:, 0]
-                cov = torch.cholesky_inverse(chol_p)
+                chol_p = cholesky(eye + P / s2, "the output layer's posterior precision")
+                mean = cho_solve(chol_p, r[:, c:c + 1] / s2)[:, 0]
+                cov = cho_solve(chol_p, eye)
                 chol_s = cholesky((cov + cov.T) / 2, "the output layer's posterior covariance")
-                module.q_offdiag[c] = torch.tril(chol_s, -1)
-                module.q_logdiag[c] = torch.log(torch.diagonal(chol_s))
+                target.q_mean[:, c] = mean.cpu()
+                target.q_offdiag[c] = torch.tril(chol_s, -1).cpu()
+                target.q_logdiag[c] = torch.log(torch.diagonal(chol_s)).cpu()
 
     def predict(self, X, return_std=False):
         """Predictive mean (and standard deviation) of the target.
@@ -621,7 +633,16 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         return proba.numpy()
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
         return np.log(self.predict_proba(X))
 
     def predict(self, X):

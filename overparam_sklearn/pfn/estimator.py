@@ -7,7 +7,6 @@ the stored context and reads off the posterior predictive of every query in one 
 """
 
 import functools
-import hashlib
 import json
 from numbers import Integral
 from pathlib import Path
@@ -33,6 +32,7 @@ from .._backend import (
     usable_device,
 )
 from .._validation import atomic_fit, check_finite_cast, check_n_classes
+from ._io import _sha256
 from .model import BarDistribution, build_model
 
 __all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_pfn", "WEIGHTS_DIR"]
@@ -40,14 +40,6 @@ __all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_p
 #: Directory of the shipped weights (``regression.pt/json``, ``classification.pt/json``,
 #: ``manifest.json`` with their sha256).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _resolve_weights(weights, task):

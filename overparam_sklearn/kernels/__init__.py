@@ -3,13 +3,13 @@
 ``_dual`` holds the closed-form dual activations, ``_fully_connected`` the NNGP / NTK recursion
 through depth, ``layers`` the layer algebra for any architecture (convolutions, pooling,
 residual branches, LayerNorm), ``_empirical`` the finite-width NTK of a torch module, and
-``_sklearn`` the :mod:`sklearn.gaussian_process.kernels` adapters.
+``_sklearn`` the :mod:`sklearn.gaussian_process.kernels` adapters (``EmpiricalNTKKernel`` too).
 """
 
 from ._dual import ACTIVATION_NAMES, DualActivation, parse_activation
-from ._empirical import EmpiricalNTKKernel, empirical_ntk
+from ._empirical import empirical_ntk
 from ._fully_connected import fc_diagonals, fc_kernels, nngp_kernel, ntk_kernel
-from ._sklearn import NNGPKernel, NTKKernel
+from ._sklearn import EmpiricalNTKKernel, NNGPKernel, NTKKernel
 from .layers import (
     Activation,
     AvgPool,

@@ -12,6 +12,7 @@ Gradients with respect to the log-hyperparameters are exact: one forward-mode
 ``d w_std / d log w_std = w_std`` (and likewise for ``b_std``).
 """
 
+import math
 import numbers
 import warnings
 
@@ -19,12 +20,13 @@ import numpy as np
 import torch
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
-from .._backend import check_memory, estimate_bytes
+from .._backend import check_memory, estimate_bytes, tile_slices
 from .._validation import check_real_matrix
+from ._empirical import empirical_ntk
 from ._fully_connected import _check_diagonals, check_kernel_params, fc_diagonals, fc_kernels
 from .layers import _check_architecture, layer_diagonals, layer_kernels
 
-__all__ = ["NNGPKernel", "NTKKernel"]
+__all__ = ["NNGPKernel", "NTKKernel", "EmpiricalNTKKernel"]
 
 
 def _as_float64_2d(X, name):
@@ -435,3 +437,109 @@ class NTKKernel(_FullyConnectedKernel):
     """
 
     _need_ntk = True
+
+
+class EmpiricalNTKKernel(Kernel):
+    """The empirical NTK of a torch module as a scikit-learn kernel.
+
+    Wraps :func:`empirical_ntk` so that the finite-width NTK of a concrete network (at
+    initialisation or after training) can be used in
+    :class:`~sklearn.kernel_ridge.KernelRidge`, :class:`~sklearn.svm.SVC` or
+    :class:`~sklearn.gaussian_process.GaussianProcessRegressor` (add a ``WhiteKernel`` or set
+    ``alpha``). The kernel has no hyperparameters; the module is used as it is, in its own dtype,
+    and never changed.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network; for ``k > 1`` outputs the kernel is the mean over outputs (see
+        :func:`empirical_ntk`).
+    input_shape : tuple of int, default=None
+        Shape of one sample as the module takes it; rows of ``X`` (2-D for scikit-learn) are
+        reshaped to it. ``None`` passes the rows as they are.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn.kernel_ridge import KernelRidge
+    >>> from overparam_sklearn.kernels import EmpiricalNTKKernel
+    >>> with torch.random.fork_rng():  # a fixed network, global RNG left alone
+    ...     _ = torch.manual_seed(0)
+    ...     net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(),
+    ...                               torch.nn.Linear(32, 1)).double()
+    >>> X = np.random.default_rng(0).normal(size=(20, 4)); y = X[:, 0]
+    >>> model = KernelRidge(alpha=1e-3, kernel=EmpiricalNTKKernel(net)).fit(X, y)
+    >>> model.predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, module, input_shape=None):
+        self.module = module
+        self.input_shape = input_shape
+
+    def _rows(self, X, name):
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu()
+        X = check_real_matrix(X, name).numpy()
+        if self.input_shape is not None:
+            shape = tuple(int(s) for s in self.input_shape)
+            if math.prod(shape) != X.shape[1]:
+                raise ValueError(
+                    f"input_shape {shape} holds {math.prod(shape)} values but {name} has "
+                    f"{X.shape[1]} features"
+                )
+            X = X.reshape((X.shape[0],) + shape)
+        return X
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        """Kernel ``k(X, Y)`` (and an empty gradient: there are no hyperparameters).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        Y : array-like of shape (n_samples_Y, n_features), default=None
+        eval_gradient : bool, default=False
+
+        Returns
+        -------
+        K : ndarray of shape (n_samples_X, n_samples_Y), float64
+        K_gradient : ndarray of shape (n_samples_X, n_samples_X, 0), only if eval_gradient
+        """
+        if Y is not None and eval_gradient:
+            raise ValueError("Gradient can only be evaluated when Y is None.")
+        if Y is X:
+            Y = None
+        Xr = self._rows(X, "X")
+        Yr = None if Y is None else self._rows(Y, "Y")
+        K = empirical_ntk(self.module, Xr, Yr).detach().cpu().numpy().astype(np.float64)
+        if eval_gradient:
+            return K, np.empty((K.shape[0], K.shape[0], 0))
+        return K
+
+    def diag(self, X):
+        """``k(x, x)`` for each row of ``X``, in chunks (no ``n x n`` matrix).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        K_diag : ndarray of shape (n_samples,), float64
+        """
+        Xr = self._rows(X, "X")
+        out = [torch.diagonal(empirical_ntk(self.module, Xr[sl])).detach().cpu()
+               for sl in tile_slices(Xr.shape[0], 256)]
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def is_stationary(self):
+        """Returns False."""
+        return False
+
+    @property
+    def requires_vector_input(self):
+        """Returns True."""
+        return True
+
+    def __repr__(self):
+        return f"{type(self).__name__}(module={type(self.module).__name__})"

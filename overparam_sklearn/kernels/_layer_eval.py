@@ -242,14 +242,79 @@ def _fmt(value):
     return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
+# -- the base class of every layer -----------------------------------------------------------
+class Layer:
+    """Base class of the layers; any layer (or composition) is an architecture.
+
+    Subclasses implement ``_apply(state, ctx) -> state``. An architecture is a plain object:
+    it can be cloned, pickled and compared, and used as an estimator parameter.
+    """
+
+    _pooling = False
+    _stores_variances = False
+
+    def _apply(self, st, ctx):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _children(self):
+        return ()
+
+    def _has_pooling(self):
+        return self._pooling or any(c._has_pooling() for c in self._children())
+
+    def _count_variance_layers(self):
+        """Layers that store per-input variances (activations and LayerNorm)."""
+        own = int(self._stores_variances)
+        return own + sum(c._count_variance_layers() for c in self._children())
+
+    def _params(self):
+        return {}
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._params() == other._params()
+
+    def __hash__(self):
+        return hash((type(self).__name__, repr(self)))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={_fmt(v)}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+    def kernel(self, x1, x2=None, get="nngp", tile_bytes=DEFAULT_TILE_BYTES):
+        """NNGP or NTK of the infinitely wide network between the inputs ``x1`` and ``x2``.
+
+        Parameters
+        ----------
+        x1 : array-like or tensor of shape (n, H, W, C) (NHWC images), (n, L, C), or (n, d)
+        x2 : array-like or tensor of the same trailing shape, default=None
+            ``None`` means ``x1`` (the symmetric train kernel).
+        get : {"nngp", "ntk"} or tuple of them, default="nngp"
+            Which kernel to return; a tuple returns a tuple in that order.
+        tile_bytes : int, default=64 MiB
+            Bytes the intermediates of one block of pairs may take.
+
+        Returns
+        -------
+        K : ndarray of shape (n, m), float64 for numpy input (the tensor's dtype otherwise)
+        """
+        names = (get,) if isinstance(get, str) else tuple(get)
+        if not names or any(g not in ("nngp", "ntk") for g in names):
+            raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them, got {get!r}")
+        need_ntk = "ntk" in names
+        nngp, ntk = layer_kernels(self, x1, x2, need_ntk=need_ntk,
+                                  need_nngp="nngp" in names, tile_bytes=tile_bytes)
+        out = {"nngp": nngp, "ntk": ntk}
+        values = tuple(out[g].cpu().numpy() for g in names)
+        return values[0] if isinstance(get, str) else values
+
+
+
 # -- evaluation --------------------------------------------------------------------------------
 def _as_input_tensor(X, dtype=None, device=None, name="x1"):
     return check_real_matrix(X, name, dtype, device, ndim=None)
 
 
 def _check_architecture(arch):
-    from .layers import Layer  # the layers import this module
-
     if not isinstance(arch, Layer):
         raise TypeError(
             "architecture must be a layer or a composition of layers from "

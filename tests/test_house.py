@@ -89,8 +89,9 @@ def test_pfn_dtype_float64_agrees_with_float32():
 # ------------------------------------------------------------------------------------ layering
 # DESIGN.md: data flows one way. _validation (input checks) is the floor, then _backend, _linalg
 # and kernels/, each may use the ones before it; each method (an estimator module or package) may
-# use all four and its own files, never another method; only the package's __init__ / __main__
-# see everything.
+# use all four and its own files, never another method; other private top-level modules (shared
+# helpers of several methods) sit between kernels/ and the methods; only the package's __init__ /
+# __main__ see everything.
 _PACKAGE = Path(overparam_sklearn.__file__).resolve().parent
 _FLOOR = {"_validation": 0, "_backend": 1, "_linalg": 2, "kernels": 3}
 
@@ -137,6 +138,8 @@ def _group(module):
     head = parts[1]
     if head in _FLOOR:
         return _FLOOR[head], head
+    if head.startswith("_"):
+        return 3.5, head  # other shared private modules: above kernels/, below the methods
     return 4, head  # a method: ntk, random_features, theory, pfn, data_diet, dkm
 
 

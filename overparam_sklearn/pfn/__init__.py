@@ -2,7 +2,9 @@
 
 ``priors`` samples training datasets, ``model`` holds the transformer and its bar-distribution
 head, ``train`` trains and exports weights (``python -m overparam_sklearn.pfn.train``), and
-``estimator`` wraps the shipped weights as scikit-learn estimators.
+``estimator`` wraps the shipped weights as scikit-learn estimators, with ``_weights`` (locating,
+verifying and loading weights), ``_context`` (how a training set becomes the network's context)
+and ``_distribution`` (the regressor's predictive distributions) beside it.
 """
 
 from .estimator import PFNClassifier, PFNPredictiveDistribution, PFNRegressor, load_pfn

@@ -37,6 +37,7 @@ __all__ = [
     "available_memory",
     "tile_slices",
     "rows_per_tile",
+    "tiled_kernel_bytes",
     "usable_device",
     "DevicePortableMixin",
     "THREADS_OPTIONS",
@@ -236,6 +237,45 @@ def tile_slices(n, tile):
     """Slices ``[0:tile], [tile:2 tile], ...`` covering ``range(n)``."""
     tile = max(1, int(tile))
     return [slice(start, min(start + tile, n)) for start in range(0, n, tile)]
+
+
+def tiled_kernel_bytes(n, m, pair_elems, dtype, n_outputs=1, n_buffers=8,
+                       tile_bytes=DEFAULT_TILE_BYTES, per_input_elems=0):
+    """Peak bytes of an ``n x m`` kernel evaluated in blocks of pairs of inputs.
+
+    Each pair of inputs needs ``pair_elems`` numbers while its block is being computed (1 for
+    the fully connected recursion, ``H W`` for a convolutional network evaluated on the
+    positional diagonal, ``(H W)^2`` when pooling keeps every pair of positions), and a block
+    holds ``n_buffers`` such tensors. Blocks are sized to ``tile_bytes``, but never hold less
+    than one pair, so the block term is ``max(min(tile_bytes, everything), one pair)``.
+
+    Parameters
+    ----------
+    n, m : int
+        Rows and columns of the kernel.
+    pair_elems : int
+        Numbers stored per pair of inputs inside a block.
+    dtype : torch.dtype
+    n_outputs : int, default=1
+        ``n x m`` matrices returned (2 for the NNGP and the NTK).
+    n_buffers : int, default=8
+        Block-sized tensors alive at once.
+    tile_bytes : int
+        The block budget.
+    per_input_elems : int, default=0
+        Numbers stored per input for the whole evaluation (e.g. per-position variances).
+
+    Returns
+    -------
+    int
+        Estimated peak bytes: outputs + one block + per-input storage.
+    """
+    itemsize = estimate_bytes((1,), dtype)
+    outputs = n_outputs * n * m * itemsize
+    one_pair = n_buffers * pair_elems * itemsize
+    block = max(min(tile_bytes, n * m * one_pair), one_pair)
+    per_input = (n + m) * per_input_elems * itemsize
+    return int(outputs + block + per_input)
 
 
 # -- the device policy ----------------------------------------------------------------------

@@ -76,11 +76,13 @@ def check_finite_cast(X, dtype, what="X", where=""):
     return out
 
 
-def check_real_matrix(X, name, dtype=None, device=None):
+def check_real_matrix(X, name, dtype=None, device=None, ndim=2):
     """``X`` as a 2-D real floating tensor with at least one row and one column, all finite.
 
     Integer and boolean input become float64 (or ``dtype``). Sparse, complex, object,
     non-2-D, empty and non-finite input get a ``TypeError`` / ``ValueError`` that names ``name``.
+    ``ndim=None`` accepts any number of dimensions from 2 up (a sample axis, then e.g. the
+    ``H, W, C`` axes of images), each of them non-empty.
     """
     if scipy.sparse.issparse(X) or (isinstance(X, torch.Tensor) and X.layout != torch.strided):
         raise TypeError(
@@ -109,7 +111,12 @@ def check_real_matrix(X, name, dtype=None, device=None):
     if dtype is None and not X.is_floating_point():
         dtype = torch.float64
     X = X.to(dtype=dtype or X.dtype, device=device or X.device)
-    if X.ndim != 2:
+    if ndim is None and X.ndim < 2:
+        raise ValueError(
+            f"{name} must have a sample axis and a feature axis, (n, d) or images (n, H, W, C); "
+            f"got shape {tuple(X.shape)}. Reshape it: {name}.reshape(-1, 1) for one feature."
+        )
+    if ndim is not None and X.ndim != 2:
         hint = ""
         if X.ndim == 1:
             hint = (f" Reshape it: {name}.reshape(-1, 1) for one feature or "
@@ -119,7 +126,7 @@ def check_real_matrix(X, name, dtype=None, device=None):
         )
     if X.shape[0] == 0:
         raise ValueError(f"{name} has 0 samples (shape {tuple(X.shape)}); at least 1 is needed.")
-    if X.shape[1] == 0:
+    if 0 in X.shape[1:]:
         raise ValueError(f"{name} has 0 features (shape {tuple(X.shape)}); at least 1 is needed.")
     if not bool(torch.isfinite(X).all()):
         raise ValueError(f"{name} contains NaN or infinity.")

@@ -49,6 +49,7 @@ from ._backend import (
 )
 from ._validation import atomic_fit, check_finite_cast, check_n_classes
 from .kernels import fc_diagonals, fc_kernels, parse_activation
+from .kernels.layers import Layer, layer_diagonals, layer_kernels, layer_memory_bytes
 
 __all__ = ["NTKRegressor", "NTKClassifier"]
 
@@ -83,6 +84,8 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
         "b_std": [Interval(Real, 0, None, closed="left")],
         "parameterization": [StrOptions({"ntk", "standard"})],
         "width": [Interval(Integral, 1, None, closed="left")],
+        "architecture": [Layer, None],
+        "input_shape": [tuple, list, None],
         "alpha": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "t": [Interval(Real, 0, None, closed="left"), None],
         "solver": [StrOptions({"auto", "exact", "nystrom"})],
@@ -95,9 +98,9 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
     }
 
     def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.1,
-                 parameterization="ntk", width=512, alpha="auto", t=None, solver="auto",
-                 n_centers=None, random_state=None, device="auto", dtype="float64",
-                 n_threads=None, verbose=0):
+                 parameterization="ntk", width=512, architecture=None, input_shape=None,
+                 alpha="auto", t=None, solver="auto", n_centers=None, random_state=None,
+                 device="auto", dtype="float64", n_threads=None, verbose=0):
         self.kernel = kernel
         self.n_hidden = n_hidden
         self.activation = activation
@@ -105,6 +108,8 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
         self.b_std = b_std
         self.parameterization = parameterization
         self.width = width
+        self.architecture = architecture
+        self.input_shape = input_shape
         self.alpha = alpha
         self.t = t
         self.solver = solver
@@ -121,11 +126,49 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
                     b_std=self.b_std, parameterization=self.parameterization,
                     width=self.width)
 
+    def _shaped(self, X):
+        """Rows of a 2-D tensor reshaped to ``input_shape`` for the architecture."""
+        if self.input_shape is None:
+            return X
+        return X.reshape((X.shape[0],) + tuple(int(s) for s in self.input_shape))
+
+    def _pair_kernels(self, X1, X2, need_ntk, need_nngp):
+        """(NNGP or None, NTK or None) of the fully connected network or the architecture."""
+        if self.architecture is not None:
+            X2 = None if X2 is None else self._shaped(X2)
+            return layer_kernels(self.architecture, self._shaped(X1), X2, need_ntk=need_ntk,
+                                 need_nngp=need_nngp)
+        return fc_kernels(X1, X2, need_ntk=need_ntk, need_nngp=need_nngp,
+                          **self._kernel_args())
+
+    def _prior_variance(self, X):
+        """NNGP diagonal ``k(x, x)`` of each row."""
+        if self.architecture is not None:
+            return layer_diagonals(self.architecture, self._shaped(X), need_ntk=False)[0]
+        return fc_diagonals(X, need_ntk=False, **self._kernel_args())[0][-1]
+
+    def _check_architecture(self, n_features):
+        """Validate ``architecture`` / ``input_shape`` against the data (clear ValueErrors)."""
+        if self.architecture is None:
+            if self.input_shape is not None:
+                raise ValueError("input_shape is only used together with architecture=")
+            parse_activation(self.activation)  # clear ValueError for a bad spec
+            return
+        if self.input_shape is not None:
+            shape = tuple(self.input_shape)
+            if not shape or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1
+                                for s in shape):
+                raise ValueError(f"input_shape must be a tuple of positive ints, got {shape!r}")
+            if math.prod(shape) != n_features:
+                raise ValueError(
+                    f"input_shape {shape} holds {math.prod(shape)} values per sample but X has "
+                    f"{n_features} features"
+                )
+
     def _kernels(self, X1, X2=None, need_nngp=False):
         """(kernel of the training mode, NNGP or None) between rows of X1 and X2."""
         need_ntk = self.kernel == "ntk"
-        nngp, ntk = fc_kernels(X1, X2, need_ntk=need_ntk, need_nngp=need_nngp or not need_ntk,
-                               **self._kernel_args())
+        nngp, ntk = self._pair_kernels(X1, X2, need_ntk, need_nngp or not need_ntk)
         if need_ntk:
             return ntk, (nngp if need_nngp else None)
         return nngp, (nngp if need_nngp else None)
@@ -154,7 +197,7 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
 
         Builds every fitted attribute into locals and assigns them at the end.
         """
-        parse_activation(self.activation)  # clear ValueError for a bad spec
+        self._check_architecture(X.shape[1])
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, "float64")
         solver = self._resolve_solver(X.shape[0])
@@ -180,6 +223,16 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
             f"the {n} x {n} train kernels",
             "Use fewer samples, dtype='float32', solver='nystrom' or random features.",
         )
+        if self.architecture is not None:
+            # the blocks of pairs of a convolutional architecture (layer_kernels checks again)
+            x_shape = (n,) + (tuple(self.input_shape) if self.input_shape else X.shape[1:])
+            check_memory(
+                layer_memory_bytes(self.architecture, x_shape, n, n, dtype) +
+                estimate_bytes((n, n), dtype), device,
+                f"the {n} x {n} train kernel of the architecture",
+                "Use fewer or smaller images, a Flatten readout instead of pooling, or "
+                "dtype='float32'.",
+            )
         Xt = to_tensor(X, device, dtype)
         Yt = to_tensor(Y, device, dtype)
         self._log(f"computing the {n} x {n} {self.kernel.upper()} train kernel")
@@ -275,13 +328,13 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
             self._factor(), K_td, tau, nngp_td=nngp_td if self.kernel == "ntk" else None,
             nngp_train=self._nngp_train, return_cov=return_cov, cache=self._cache)
         if return_cov:
-            K_tt, _ = fc_kernels(Xt, None, need_ntk=False, **self._kernel_args())
+            K_tt, _ = self._pair_kernels(Xt, None, need_ntk=False, need_nngp=True)
             cov = K_tt - reduction
             cov = 0.5 * (cov + cov.T)
             return mean, cov
-        prior_var, _ = fc_diagonals(Xt, need_ntk=False, **self._kernel_args())
-        var = prior_var[-1] - reduction
-        _warn_negative_variance(var, prior_var[-1])
+        prior_var = self._prior_variance(Xt)
+        var = prior_var - reduction
+        _warn_negative_variance(var, prior_var)
         return mean, torch.clamp(var, min=0)
 
     def _factor(self):
@@ -297,8 +350,8 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
         pickled: repeated ``predict(..., return_std=True)`` calls then skip the recursion.
         """
         if "nngp_train" not in self._cache:
-            self._cache["nngp_train"], _ = fc_kernels(self._X_fit, None, need_ntk=False,
-                                                      **self._kernel_args())
+            self._cache["nngp_train"], _ = self._pair_kernels(self._X_fit, None, need_ntk=False,
+                                                              need_nngp=True)
         return self._cache["nngp_train"]
 
     def _eigh(self, train_matrix):
@@ -355,6 +408,14 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         As in neural-tangents. With "standard" the NTK grows with ``width``.
     width : int, default=512
         Hidden width; used only by ``parameterization="standard"``.
+    architecture : Layer, default=None
+        Any architecture of :mod:`overparam_sklearn.kernels.layers` (e.g. a convolutional
+        network ``serial(Conv((3, 3)), Activation("relu"), GlobalAvgPool(), Dense())``) in place
+        of the fully connected network; ``n_hidden``, ``activation``, ``w_std``, ``b_std``,
+        ``parameterization`` and ``width`` are then not used (the layers carry their own).
+    input_shape : tuple of int, default=None
+        Shape of one sample for ``architecture``, e.g. ``(8, 8, 1)`` for NHWC images: ``X``
+        stays 2-D for scikit-learn and its rows are reshaped. ``None`` passes rows as vectors.
     alpha : float or "auto", default="auto"
         Absolute ridge added to the train kernel's diagonal (the ``KernelRidge`` /
         ``GaussianProcessRegressor`` convention). neural-tangents' relative ``diag_reg``
@@ -463,12 +524,13 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     }
 
     def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.1,
-                 parameterization="ntk", width=512, alpha="auto", t=None, solver="auto",
-                 n_centers=None, random_state=None, posterior="gaussian", prior_shape=2.0,
-                 prior_scale=2.0, normalize_y=True, device="auto", dtype="float64",
-                 n_threads=None, verbose=0):
+                 parameterization="ntk", width=512, architecture=None, input_shape=None,
+                 alpha="auto", t=None, solver="auto", n_centers=None, random_state=None,
+                 posterior="gaussian", prior_shape=2.0, prior_scale=2.0, normalize_y=True,
+                 device="auto", dtype="float64", n_threads=None, verbose=0):
         super().__init__(kernel=kernel, n_hidden=n_hidden, activation=activation, w_std=w_std,
                          b_std=b_std, parameterization=parameterization, width=width,
+                         architecture=architecture, input_shape=input_shape,
                          alpha=alpha, t=t, solver=solver, n_centers=n_centers,
                          random_state=random_state, device=device, dtype=dtype,
                          n_threads=n_threads,
@@ -634,7 +696,9 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
 
     Parameters
     ----------
-    kernel, n_hidden, activation, w_std, b_std, parameterization, width, alpha, t : see below
+    kernel, n_hidden, activation, w_std, b_std, parameterization, width : see below
+        As in :class:`NTKRegressor`.
+    architecture, input_shape, alpha, t : see below
         As in :class:`NTKRegressor`.
     solver, n_centers, random_state : see below
         As in :class:`NTKRegressor`; ``solver="nystrom"`` gives ``decision_function`` and

@@ -12,6 +12,7 @@ Gradients with respect to the log-hyperparameters are exact: one forward-mode
 ``d w_std / d log w_std = w_std`` (and likewise for ``b_std``).
 """
 
+import math
 import numbers
 import warnings
 
@@ -19,11 +20,13 @@ import numpy as np
 import torch
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
-from .._backend import check_memory, estimate_bytes
+from .._backend import check_memory, estimate_bytes, tile_slices
 from .._validation import check_real_matrix
+from ._empirical import empirical_ntk
 from ._fully_connected import _check_diagonals, check_kernel_params, fc_diagonals, fc_kernels
+from .layers import _check_architecture, layer_diagonals, layer_kernels
 
-__all__ = ["NNGPKernel", "NTKKernel"]
+__all__ = ["NNGPKernel", "NTKKernel", "EmpiricalNTKKernel"]
 
 
 def _as_float64_2d(X, name):
@@ -46,6 +49,8 @@ class _FullyConnectedKernel(Kernel):
         width=512,
         w_std_bounds=(1e-5, 1e5),
         b_std_bounds=(1e-5, 1e5),
+        architecture=None,
+        input_shape=None,
     ):
         self.n_hidden = n_hidden
         self.activation = activation
@@ -55,19 +60,22 @@ class _FullyConnectedKernel(Kernel):
         self.width = width
         self.w_std_bounds = w_std_bounds
         self.b_std_bounds = b_std_bounds
+        self.architecture = architecture
+        self.input_shape = input_shape
 
     # -- hyperparameters -------------------------------------------------------------------
     # A standard deviation of exactly 0 has no logarithm, so it is held fixed whatever its
     # bounds say (b_std=0 is the bias-free network; it stays bias-free under optimisation).
+    # With an architecture the layers carry their own w_std / b_std: both are then fixed.
     @property
     def hyperparameter_w_std(self):
-        bounds = "fixed" if self._std_value(self.w_std) == 0 else self.w_std_bounds
-        return Hyperparameter("w_std", "numeric", bounds)
+        fixed = self._std_value(self.w_std) == 0 or self.architecture is not None
+        return Hyperparameter("w_std", "numeric", "fixed" if fixed else self.w_std_bounds)
 
     @property
     def hyperparameter_b_std(self):
-        bounds = "fixed" if self._std_value(self.b_std) == 0 else self.b_std_bounds
-        return Hyperparameter("b_std", "numeric", bounds)
+        fixed = self._std_value(self.b_std) == 0 or self.architecture is not None
+        return Hyperparameter("b_std", "numeric", "fixed" if fixed else self.b_std_bounds)
 
     @staticmethod
     def _std_value(value):
@@ -88,6 +96,30 @@ class _FullyConnectedKernel(Kernel):
         return n_hidden, act, w_std, b_std
 
     # -- evaluation ------------------------------------------------------------------------
+    def _shaped(self, X, name):
+        """Rows of ``X`` reshaped to ``input_shape`` for the architecture."""
+        if self.input_shape is None:
+            return X
+        shape = tuple(self.input_shape)
+        if not shape or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1
+                            for s in shape):
+            raise ValueError(f"input_shape must be a tuple of positive ints, got {shape!r}")
+        if int(np.prod(shape)) != X.shape[1]:
+            raise ValueError(
+                f"input_shape {shape} holds {int(np.prod(shape))} values but {name} has "
+                f"{X.shape[1]} features"
+            )
+        return X.reshape((X.shape[0],) + tuple(int(s) for s in shape))
+
+    def _evaluate_architecture(self, X, Y):
+        _check_architecture(self.architecture)
+        need_ntk = self._need_ntk
+        X = self._shaped(X, "X")
+        Y = None if Y is None else self._shaped(Y, "Y")
+        nngp, ntk = layer_kernels(self.architecture, X, Y, need_ntk=need_ntk,
+                                  need_nngp=not need_ntk)
+        return ntk if need_ntk else nngp
+
     def _evaluate(self, X, Y, n_hidden, act, w_std, b_std):
         nngp, ntk = fc_kernels(
             X, Y, n_hidden, act, w_std, b_std, self.parameterization, self.width,
@@ -129,6 +161,8 @@ class _FullyConnectedKernel(Kernel):
             Only when ``eval_gradient`` is True; the last axis follows :attr:`theta`.
         """
         n_hidden, act, w_std, b_std = self._check_params()
+        if self.input_shape is not None and self.architecture is None:
+            raise ValueError("input_shape is only used together with architecture=")
         if Y is not None and eval_gradient:
             raise ValueError("Gradient can only be evaluated when Y is None.")
         if Y is X:
@@ -153,6 +187,11 @@ class _FullyConnectedKernel(Kernel):
             "Use fewer samples, or an approximation: random features "
             "(overparam_sklearn.RandomFeatures) or sklearn's Nystroem.",
         )
+        if self.architecture is not None:
+            # no free hyperparameters: the gradient has no columns
+            with torch.no_grad():
+                K = self._evaluate_architecture(X, Y).numpy()
+            return (K, np.empty(K.shape + (0,))) if eval_gradient else K
         if not eval_gradient:
             with torch.no_grad():
                 K = self._evaluate(X, Y, n_hidden, act, w_std, b_std)
@@ -207,6 +246,11 @@ class _FullyConnectedKernel(Kernel):
         n_hidden, act, w_std, b_std = self._check_params()
         X = _as_float64_2d(X, "X")
         with torch.no_grad():
+            if self.architecture is not None:
+                _check_architecture(self.architecture)
+                nngp, ntk = layer_diagonals(self.architecture, self._shaped(X, "X"),
+                                            need_ntk=self._need_ntk)
+                return (ntk if self._need_ntk else nngp).numpy()
             variances, theta = fc_diagonals(X, n_hidden, act, w_std, b_std,
                                             self.parameterization, self.width,
                                             need_ntk=self._need_ntk)
@@ -229,6 +273,8 @@ class _FullyConnectedKernel(Kernel):
         return True
 
     def _repr_params(self):
+        if self.architecture is not None:
+            return [("architecture", self.architecture), ("input_shape", self.input_shape)]
         out = [("n_hidden", self.n_hidden), ("activation", self.activation),
                ("w_std", self.w_std), ("b_std", self.b_std)]
         if self._need_ntk and self.parameterization != "ntk":
@@ -283,6 +329,14 @@ class NNGPKernel(_FullyConnectedKernel):
         Bounds on ``w_std`` for hyperparameter optimisation; ``"fixed"`` excludes it from theta.
     b_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
         Bounds on ``b_std``; ``"fixed"`` excludes it from theta.
+    architecture : Layer, default=None
+        An architecture of :mod:`overparam_sklearn.kernels.layers` (convolutional, residual,
+        ...) in place of the fully connected network. Its layers carry their own ``w_std`` and
+        ``b_std``; the kernel then has no free hyperparameters (scale it with a
+        ``ConstantKernel`` to fit an amplitude) and the fully connected parameters are unused.
+    input_shape : tuple of int, default=None
+        Shape of one sample for ``architecture``, e.g. ``(8, 8, 1)`` (NHWC): rows of ``X`` are
+        reshaped to it. ``None`` passes rows as vectors.
 
     See Also
     --------
@@ -352,6 +406,14 @@ class NTKKernel(_FullyConnectedKernel):
         Bounds on ``w_std`` for hyperparameter optimisation; ``"fixed"`` excludes it from theta.
     b_std_bounds : pair of floats > 0 or "fixed", default=(1e-5, 1e5)
         Bounds on ``b_std``; ``"fixed"`` excludes it from theta.
+    architecture : Layer, default=None
+        An architecture of :mod:`overparam_sklearn.kernels.layers` (convolutional, residual,
+        ...) in place of the fully connected network. Its layers carry their own ``w_std`` and
+        ``b_std``; the kernel then has no free hyperparameters (scale it with a
+        ``ConstantKernel`` to fit an amplitude) and the fully connected parameters are unused.
+    input_shape : tuple of int, default=None
+        Shape of one sample for ``architecture``, e.g. ``(8, 8, 1)`` (NHWC): rows of ``X`` are
+        reshaped to it. ``None`` passes rows as vectors.
 
     See Also
     --------
@@ -381,3 +443,109 @@ class NTKKernel(_FullyConnectedKernel):
     """
 
     _need_ntk = True
+
+
+class EmpiricalNTKKernel(Kernel):
+    """The empirical NTK of a torch module as a scikit-learn kernel.
+
+    Wraps :func:`empirical_ntk` so that the finite-width NTK of a concrete network (at
+    initialisation or after training) can be used in
+    :class:`~sklearn.kernel_ridge.KernelRidge`, :class:`~sklearn.svm.SVC` or
+    :class:`~sklearn.gaussian_process.GaussianProcessRegressor` (add a ``WhiteKernel`` or set
+    ``alpha``). The kernel has no hyperparameters; the module is used as it is, in its own dtype,
+    and never changed.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network; for ``k > 1`` outputs the kernel is the mean over outputs (see
+        :func:`empirical_ntk`).
+    input_shape : tuple of int, default=None
+        Shape of one sample as the module takes it; rows of ``X`` (2-D for scikit-learn) are
+        reshaped to it. ``None`` passes the rows as they are.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn.kernel_ridge import KernelRidge
+    >>> from overparam_sklearn.kernels import EmpiricalNTKKernel
+    >>> with torch.random.fork_rng():  # a fixed network, global RNG left alone
+    ...     _ = torch.manual_seed(0)
+    ...     net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(),
+    ...                               torch.nn.Linear(32, 1)).double()
+    >>> X = np.random.default_rng(0).normal(size=(20, 4)); y = X[:, 0]
+    >>> model = KernelRidge(alpha=1e-3, kernel=EmpiricalNTKKernel(net)).fit(X, y)
+    >>> model.predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, module, input_shape=None):
+        self.module = module
+        self.input_shape = input_shape
+
+    def _rows(self, X, name):
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu()
+        X = check_real_matrix(X, name).numpy()
+        if self.input_shape is not None:
+            shape = tuple(int(s) for s in self.input_shape)
+            if math.prod(shape) != X.shape[1]:
+                raise ValueError(
+                    f"input_shape {shape} holds {math.prod(shape)} values but {name} has "
+                    f"{X.shape[1]} features"
+                )
+            X = X.reshape((X.shape[0],) + shape)
+        return X
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        """Kernel ``k(X, Y)`` (and an empty gradient: there are no hyperparameters).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        Y : array-like of shape (n_samples_Y, n_features), default=None
+        eval_gradient : bool, default=False
+
+        Returns
+        -------
+        K : ndarray of shape (n_samples_X, n_samples_Y), float64
+        K_gradient : ndarray of shape (n_samples_X, n_samples_X, 0), only if eval_gradient
+        """
+        if Y is not None and eval_gradient:
+            raise ValueError("Gradient can only be evaluated when Y is None.")
+        if Y is X:
+            Y = None
+        Xr = self._rows(X, "X")
+        Yr = None if Y is None else self._rows(Y, "Y")
+        K = empirical_ntk(self.module, Xr, Yr).detach().cpu().numpy().astype(np.float64)
+        if eval_gradient:
+            return K, np.empty((K.shape[0], K.shape[0], 0))
+        return K
+
+    def diag(self, X):
+        """``k(x, x)`` for each row of ``X``, in chunks (no ``n x n`` matrix).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        K_diag : ndarray of shape (n_samples,), float64
+        """
+        Xr = self._rows(X, "X")
+        out = [torch.diagonal(empirical_ntk(self.module, Xr[sl])).detach().cpu()
+               for sl in tile_slices(Xr.shape[0], 256)]
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def is_stationary(self):
+        """Returns False."""
+        return False
+
+    @property
+    def requires_vector_input(self):
+        """Returns True."""
+        return True
+
+    def __repr__(self):
+        return f"{type(self).__name__}(module={type(self.module).__name__})"

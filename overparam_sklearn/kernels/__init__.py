@@ -5,7 +5,13 @@ through depth, and ``_sklearn`` the :mod:`sklearn.gaussian_process.kernels` adap
 """
 
 from ._dual import ACTIVATION_NAMES, DualActivation, parse_activation
-from ._fully_connected import fc_diagonals, fc_kernels, nngp_kernel, ntk_kernel
+from ._fully_connected import (
+    dense_input_gram,
+    fc_diagonals,
+    fc_kernels,
+    nngp_kernel,
+    ntk_kernel,
+)
 from ._sklearn import NNGPKernel, NTKKernel
 
 __all__ = [
@@ -14,6 +20,7 @@ __all__ = [
     "parse_activation",
     "fc_kernels",
     "fc_diagonals",
+    "dense_input_gram",
     "nngp_kernel",
     "ntk_kernel",
     "NNGPKernel",

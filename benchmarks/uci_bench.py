@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package, not another installed copy
 UCI = ROOT.parent / "shared" / "data" / "uci"
 DATASETS = ["boston", "concrete", "energy", "kin8nm", "naval", "power", "protein", "wine",
             "yacht"]
@@ -270,7 +271,7 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", default=DATASETS)
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     parser.add_argument("--splits", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--tune-rows", type=int, default=1000,
+    parser.add_argument("--tune-rows", type=int, default=500,
                         help="rows for marginal-likelihood tuning (GP and NTK/NNGP)")
     parser.add_argument("--kernel-rows", type=int, default=2000,
                         help="rows the kernel models (GP, KRR, NTK/NNGP) solve on")
@@ -295,8 +296,9 @@ def main(argv=None):
     tag = f"h{args.n_hidden}-t{args.tune_rows}-k{args.kernel_rows}-r{args.restarts}"
     args.cache.mkdir(parents=True, exist_ok=True)
     cells = []
-    for name in args.datasets:
-        for split in args.splits:
+    # splits outermost: an interrupted run still covers every data set with the first splits
+    for split in args.splits:
+        for name in args.datasets:
             for model in args.models:
                 path = args.cache / f"{name}-{split}-{model}-{tag}.json"
                 if path.exists():

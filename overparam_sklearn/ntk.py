@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -40,7 +41,9 @@ from ._backend import (
     to_numpy,
     to_tensor,
 )
+from ._tuning import tune_marginal_likelihood
 from .kernels import fc_diagonals, fc_kernels, parse_activation
+from .kernels._fully_connected import check_input_scales
 
 __all__ = ["NTKRegressor", "NTKClassifier"]
 
@@ -61,13 +64,19 @@ class _NTKBase(BaseEstimator):
         "width": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "t": [Interval(Real, 0, None, closed="left"), None],
+        "input_scales": ["array-like", None],
+        "optimize": [StrOptions({"ml"}), None],
+        "ard": ["boolean"],
+        "n_restarts": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
         "device": DEVICE_OPTIONS,
         "dtype": DTYPE_OPTIONS,
         "verbose": ["verbose"],
     }
 
     def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.1,
-                 parameterization="ntk", width=512, alpha=1e-6, t=None, device="auto",
+                 parameterization="ntk", width=512, alpha=1e-6, t=None, input_scales=None,
+                 optimize=None, ard=False, n_restarts=0, random_state=None, device="auto",
                  dtype="float64", verbose=0):
         self.kernel = kernel
         self.n_hidden = n_hidden
@@ -78,21 +87,28 @@ class _NTKBase(BaseEstimator):
         self.width = width
         self.alpha = alpha
         self.t = t
+        self.input_scales = input_scales
+        self.optimize = optimize
+        self.ard = ard
+        self.n_restarts = n_restarts
+        self.random_state = random_state
         self.device = device
         self.dtype = dtype
         self.verbose = verbose
 
     # -- kernels ---------------------------------------------------------------------------
     def _kernel_args(self):
-        return dict(n_hidden=self.n_hidden, activation=self.activation, w_std=self.w_std,
-                    b_std=self.b_std, parameterization=self.parameterization,
-                    width=self.width)
+        """The fitted kernel's arguments (tuned values with ``optimize``)."""
+        return dict(n_hidden=self.n_hidden, activation=self.activation, w_std=self.w_std_,
+                    b_std=self.b_std_, parameterization=self.parameterization,
+                    width=self.width, input_scales=self.input_scales_)
 
-    def _kernels(self, X1, X2=None, need_nngp=False):
+    def _kernels(self, X1, X2=None, need_nngp=False, args=None):
         """(kernel of the training mode, NNGP or None) between rows of X1 and X2."""
         need_ntk = self.kernel == "ntk"
+        args = self._kernel_args() if args is None else args
         nngp, ntk = fc_kernels(X1, X2, need_ntk=need_ntk, need_nngp=need_nngp or not need_ntk,
-                               **self._kernel_args())
+                               **args)
         if need_ntk:
             return ntk, (nngp if need_nngp else None)
         return nngp, (nngp if need_nngp else None)
@@ -108,43 +124,74 @@ class _NTKBase(BaseEstimator):
     def _fit_targets(self, X, Y):
         """Fit the flow on validated numpy ``X`` (n, d) and 2-D targets ``Y`` (n, k)."""
         parse_activation(self.activation)  # clear ValueError for a bad spec
-        self.device_ = resolve_device(self.device)
+        device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, "float64")
         n = X.shape[0]
         check_memory(
-            3 * estimate_bytes((n, n), dtype), self.device_,
+            3 * estimate_bytes((n, n), dtype), device,
             f"the {n} x {n} train kernels",
             "Use fewer samples, dtype='float32', or random features.",
         )
-        Xt = to_tensor(X, self.device_, dtype)
-        Yt = to_tensor(Y, self.device_, dtype)
+        Xt = to_tensor(X, device, dtype)
+        Yt = to_tensor(Y, device, dtype)
+        scales = check_input_scales(self.input_scales, X.shape[1], Xt)
+        scales = None if scales is None else to_numpy(scales).astype(np.float64)
+        args = dict(n_hidden=self.n_hidden, activation=self.activation, w_std=self.w_std,
+                    b_std=self.b_std, parameterization=self.parameterization,
+                    width=self.width, input_scales=scales)
+        alpha, kernel_scale, tuned = self.alpha, 1.0, None
+        if self.optimize == "ml":
+            self._log(f"tuning the {self.kernel.upper()} by marginal likelihood "
+                      f"({'one scale per feature' if self.ard else 'one input scale'})")
+            with torch.enable_grad():
+                tuned = tune_marginal_likelihood(
+                    Xt, Yt, kind=self.kernel, n_hidden=self.n_hidden,
+                    activation=self.activation, parameterization=self.parameterization,
+                    width=self.width, w_std=self.w_std, b_std=self.b_std, input_scales=scales,
+                    alpha=self.alpha, ard=self.ard, n_restarts=self.n_restarts,
+                    random_state=check_random_state(self.random_state),
+                )
+            args.update(w_std=tuned["w_std"], b_std=tuned["b_std"],
+                        input_scales=tuned["input_scales"])
+            alpha, kernel_scale = tuned["alpha"], tuned["kernel_scale"]
+            self._log(f"tuned: w_std={tuned['w_std']:.4g}, b_std={tuned['b_std']:.4g}, "
+                      f"alpha={alpha:.4g}, LML={tuned['log_marginal_likelihood']:.6g}")
         self._log(f"computing the {n} x {n} {self.kernel.upper()} train kernel")
-        A, _ = self._kernels(Xt)
-        A.diagonal().add_(self.alpha)
+        A, _ = self._kernels(Xt, args=args)
+        A.diagonal().add_(alpha)
         what = f"the {self.kernel.upper()} train kernel plus alpha * I"
         if not _linalg.all_finite(A):
             raise ValueError(
                 f"{what} contains NaN or inf; check the inputs and kernel parameters."
             )
-        self.X_fit_ = Xt
         # Derived factors filled on first use (eigendecomposition, NNGP train kernel). One
         # container created here, mutated in place later, so predict leaves __dict__ as is.
-        self._cache = {}
+        cache = {}
         if self._finite_time():
             tau = self.t / Y.size
             self._log(f"gradient flow to t={self.t} (Krylov)")
+            self._cache = cache
             coef = self._flow_apply(A, Yt, tau)
-            self.train_matrix_ = A
-            self.cholesky_ = None
+            train_matrix, L = A, None
         else:
             self._log("Cholesky factorisation")
             L = _linalg.cholesky(A, what=what, overwrite=True)
             del A
             coef = _linalg.cho_solve(L, Yt)
-            self.cholesky_ = L
-            self.train_matrix_ = None
+            train_matrix = None
+        # fit is atomic: the fitted state is assigned only now
+        self.device_ = device
+        self.X_fit_ = Xt
+        self._cache = cache
+        self.train_matrix_ = train_matrix
+        self.cholesky_ = L
         self.dual_coef_ = coef
         self.y_fit_ = Yt
+        self.w_std_, self.b_std_ = args["w_std"], args["b_std"]
+        self.input_scales_ = args["input_scales"]
+        self.alpha_ = alpha
+        self.kernel_scale_ = kernel_scale
+        self._tuned_lml = None if tuned is None else tuned["log_marginal_likelihood"]
         return self
 
     def _flow_apply(self, A, B, tau):
@@ -195,11 +242,11 @@ class _NTKBase(BaseEstimator):
             K_tt, _ = fc_kernels(Xt, None, need_ntk=False, **self._kernel_args())
             cov = K_tt - reduction
             cov = 0.5 * (cov + cov.T)
-            return mean, cov
+            return mean, cov * self.kernel_scale_
         prior_var, _ = fc_diagonals(Xt, need_ntk=False, **self._kernel_args())
         var = prior_var[-1] - reduction
         _warn_negative_variance(var, prior_var[-1])
-        return mean, torch.clamp(var, min=0)
+        return mean, torch.clamp(var, min=0) * self.kernel_scale_
 
     def _nngp_train(self):
         """The NNGP train kernel the NTK-mode covariance needs, computed once per fit.
@@ -349,12 +396,15 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     }
 
     def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.1,
-                 parameterization="ntk", width=512, alpha=1e-6, t=None, posterior="gaussian",
-                 prior_shape=2.0, prior_scale=2.0, normalize_y=False, device="auto",
-                 dtype="float64", verbose=0):
+                 parameterization="ntk", width=512, alpha=1e-6, t=None, input_scales=None,
+                 optimize=None, ard=False, n_restarts=0, random_state=None,
+                 posterior="gaussian", prior_shape=2.0, prior_scale=2.0, normalize_y=False,
+                 device="auto", dtype="float64", verbose=0):
         super().__init__(kernel=kernel, n_hidden=n_hidden, activation=activation, w_std=w_std,
                          b_std=b_std, parameterization=parameterization, width=width,
-                         alpha=alpha, t=t, device=device, dtype=dtype, verbose=verbose)
+                         alpha=alpha, t=t, input_scales=input_scales, optimize=optimize,
+                         ard=ard, n_restarts=n_restarts, random_state=random_state,
+                         device=device, dtype=dtype, verbose=verbose)
         self.posterior = posterior
         self.prior_shape = prior_shape
         self.prior_scale = prior_scale
@@ -373,6 +423,11 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         -------
         self : NTKRegressor
         """
+        if self.posterior == "student_t" and self.optimize is not None:
+            raise ValueError(
+                "posterior='student_t' integrates the kernel's scale out; it cannot be combined "
+                "with optimize='ml', which fits that scale."
+            )
         if self.posterior == "student_t" and (self.kernel != "nngp" or self._finite_time()):
             raise ValueError(
                 "posterior='student_t' is the scale-mixture NNGP posterior: it needs "
@@ -394,9 +449,9 @@ class NTKRegressor(RegressorMixin, _NTKBase):
             self._y_std = np.ones(Y.shape[1], dtype=dtype)
         Y = (Y - self._y_mean) / self._y_std
         self._fit_targets(X, Y)
-        self.log_marginal_likelihood_value_ = None
+        self.log_marginal_likelihood_value_ = self._tuned_lml
         self.predictive_df_ = None
-        if self.kernel == "nngp" and not self._finite_time():
+        if self.optimize is None and self.kernel == "nngp" and not self._finite_time():
             n, k = Y.shape
             fit_term = (self.y_fit_ * self.dual_coef_).sum(0)  # y' A^{-1} y per output
             logdet = 2 * torch.log(self.cholesky_.diagonal()).sum()
@@ -494,7 +549,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         if self.train_matrix_ is not None:
             return self.train_matrix_
         A, _ = self._kernels(self.X_fit_)
-        A.diagonal().add_(self.alpha)
+        A.diagonal().add_(self.alpha_)
         return A
 
 

@@ -55,6 +55,8 @@ class _FullyConnectedKernel(Kernel):
         width=512,
         w_std_bounds=(1e-5, 1e5),
         b_std_bounds=(1e-5, 1e5),
+        input_scales=None,
+        input_scales_bounds=(1e-5, 1e5),
     ):
         self.n_hidden = n_hidden
         self.activation = activation
@@ -64,6 +66,8 @@ class _FullyConnectedKernel(Kernel):
         self.width = width
         self.w_std_bounds = w_std_bounds
         self.b_std_bounds = b_std_bounds
+        self.input_scales = input_scales
+        self.input_scales_bounds = input_scales_bounds
 
     # -- hyperparameters -------------------------------------------------------------------
     # A standard deviation of exactly 0 has no logarithm, so it is held fixed whatever its
@@ -77,6 +81,32 @@ class _FullyConnectedKernel(Kernel):
     def hyperparameter_b_std(self):
         bounds = "fixed" if self._std_value(self.b_std) == 0 else self.b_std_bounds
         return Hyperparameter("b_std", "numeric", bounds)
+
+    @property
+    def hyperparameter_input_scales(self):
+        scales = self._scales_value()
+        if scales is None or not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+            # None is the isotropic kernel; a zero scale (a dropped feature) has no logarithm.
+            return Hyperparameter("input_scales", "numeric", "fixed")
+        return Hyperparameter("input_scales", "numeric", self.input_scales_bounds,
+                              n_elements=len(scales))
+
+    def _scales_value(self):
+        if self.input_scales is None:
+            return None
+        try:
+            scales = np.asarray(self.input_scales, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"input_scales must be None or a 1-D array of positive floats, got "
+                f"{self.input_scales!r}"
+            ) from None
+        if scales.ndim != 1:
+            raise ValueError(
+                f"input_scales must be None or 1-D (one scale per feature), got shape "
+                f"{scales.shape}"
+            )
+        return scales
 
     @staticmethod
     def _std_value(value):
@@ -94,13 +124,13 @@ class _FullyConnectedKernel(Kernel):
         act = check_kernel_params(
             n_hidden, self.activation, w_std, b_std, self.parameterization, self.width
         )
-        return n_hidden, act, w_std, b_std
+        return n_hidden, act, w_std, b_std, self._scales_value()
 
     # -- evaluation ------------------------------------------------------------------------
-    def _evaluate(self, X, Y, n_hidden, act, w_std, b_std):
+    def _evaluate(self, X, Y, n_hidden, act, w_std, b_std, scales):
         nngp, ntk = fc_kernels(
             X, Y, n_hidden, act, w_std, b_std, self.parameterization, self.width,
-            need_ntk=self._need_ntk,
+            need_ntk=self._need_ntk, input_scales=scales,
         )
         K = ntk if self._need_ntk else nngp
         if Y is None and isinstance(w_std, torch.Tensor):
@@ -108,13 +138,15 @@ class _FullyConnectedKernel(Kernel):
             # path, where the diagonal of k(X, X) sees k11 k22 - k12^2 = +-1e-16 instead of 0:
             # a sqrt(1e-16) error in the relu-family angle, ~1e-8 relative in the NTK diagonal
             # and noise in its derivative. The diagonal recursion is exact and differentiable.
-            K = torch.diagonal_scatter(K, self._evaluate_diag(X, n_hidden, act, w_std, b_std))
+            K = torch.diagonal_scatter(
+                K, self._evaluate_diag(X, n_hidden, act, w_std, b_std, scales)
+            )
         return K
 
-    def _evaluate_diag(self, X, n_hidden, act, w_std, b_std):
+    def _evaluate_diag(self, X, n_hidden, act, w_std, b_std, scales):
         variances, theta = fc_diagonals(
             X, n_hidden, act, w_std, b_std, self.parameterization, self.width,
-            need_ntk=self._need_ntk,
+            need_ntk=self._need_ntk, input_scales=scales,
         )
         return theta if self._need_ntk else variances[-1]
 
@@ -137,7 +169,7 @@ class _FullyConnectedKernel(Kernel):
         K_gradient : ndarray of shape (n_samples_X, n_samples_X, n_dims), float64
             Only when ``eval_gradient`` is True; the last axis follows :attr:`theta`.
         """
-        n_hidden, act, w_std, b_std = self._check_params()
+        n_hidden, act, w_std, b_std, scales = self._check_params()
         if Y is not None and eval_gradient:
             raise ValueError("Gradient can only be evaluated when Y is None.")
         if Y is X:
@@ -153,23 +185,36 @@ class _FullyConnectedKernel(Kernel):
                 )
         if not eval_gradient:
             with torch.no_grad():
-                K = self._evaluate(X, Y, n_hidden, act, w_std, b_std)
+                K = self._evaluate(X, Y, n_hidden, act, w_std, b_std, scales)
             return K.numpy()
 
         w = torch.tensor(w_std, dtype=torch.float64)
         b = torch.tensor(b_std, dtype=torch.float64)
+        d = X.shape[1]
+        s = torch.ones(d, dtype=torch.float64) if scales is None else torch.from_numpy(scales)
         zero = torch.zeros((), dtype=torch.float64)
+        zeros = torch.zeros_like(s)
 
-        def kernel_of(w_, b_):
-            return self._evaluate(X, None, n_hidden, act, w_, b_)
+        def kernel_of(w_, b_, s_):
+            return self._evaluate(X, None, n_hidden, act, w_, b_, s_)
 
-        K, grads = None, []
-        # Order of self.hyperparameters (alphabetical: b_std, w_std) is the order of theta.
+        # d/d(log p) = p d/dp: push the tangent p e_p forward, one pass per entry of theta, in
+        # the order of self.hyperparameters (alphabetical: b_std, input_scales, w_std).
+        tangents = []
         for hp in self.hyperparameters:
             if hp.fixed:
                 continue
-            # d/d(log s) = s d/ds: push the tangent (s, 0) or (0, s) forward.
-            tangents = (w, zero) if hp.name == "w_std" else (zero, b)
+            if hp.name == "w_std":
+                tangents.append((w, zero, zeros))
+            elif hp.name == "b_std":
+                tangents.append((zero, b, zeros))
+            else:
+                for i in range(d):
+                    e_i = torch.zeros_like(s)
+                    e_i[i] = s[i]
+                    tangents.append((zero, zero, e_i))
+        K, grads = None, []
+        for tangent in tangents:
             with warnings.catch_warnings():
                 # torch's first forward-mode call scripts its jvp decompositions and warns that
                 # torch.jit.script is deprecated; that is torch's internal business.
@@ -177,11 +222,11 @@ class _FullyConnectedKernel(Kernel):
                     "ignore", message=r".*torch\.jit\.script.* is deprecated",
                     category=DeprecationWarning,
                 )
-                K, dK = torch.func.jvp(kernel_of, (w, b), tangents)
+                K, dK = torch.func.jvp(kernel_of, (w, b, s), tangent)
             grads.append(dK.detach().numpy())
         if K is None:
             with torch.no_grad():
-                K = kernel_of(w, b)
+                K = kernel_of(w, b, s)
         K = K.detach().numpy()
         n = K.shape[0]
         K_gradient = np.stack(grads, axis=-1) if grads else np.empty((n, n, 0))
@@ -198,10 +243,10 @@ class _FullyConnectedKernel(Kernel):
         -------
         K_diag : ndarray of shape (n_samples,), float64
         """
-        n_hidden, act, w_std, b_std = self._check_params()
+        n_hidden, act, w_std, b_std, scales = self._check_params()
         X = torch.from_numpy(_as_float64_2d(X, "X"))
         with torch.no_grad():
-            return self._evaluate_diag(X, n_hidden, act, w_std, b_std).numpy()
+            return self._evaluate_diag(X, n_hidden, act, w_std, b_std, scales).numpy()
 
     def is_stationary(self):
         """Returns False: the kernel depends on the inputs, not only on their difference."""
@@ -215,6 +260,8 @@ class _FullyConnectedKernel(Kernel):
     def _repr_params(self):
         out = [("n_hidden", self.n_hidden), ("activation", self.activation),
                ("w_std", self.w_std), ("b_std", self.b_std)]
+        if self.input_scales is not None:
+            out.append(("input_scales", self.input_scales))
         if self._need_ntk and self.parameterization != "ntk":
             out += [("parameterization", self.parameterization), ("width", self.width)]
         return out
@@ -224,6 +271,9 @@ class _FullyConnectedKernel(Kernel):
         for name, value in self._repr_params():
             if isinstance(value, (float, np.floating)):
                 parts.append(f"{name}={float(value):.4g}")
+            elif name == "input_scales":
+                values = np.atleast_1d(np.asarray(value, dtype=float))
+                parts.append(f"{name}=[{', '.join(f'{v:.3g}' for v in values)}]")
             else:
                 parts.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(parts)})"

@@ -56,6 +56,7 @@ from ._backend import (
     to_tensor,
 )
 from .kernels import parse_activation
+from .kernels._fully_connected import check_input_scales
 
 __all__ = ["RandomFeatures", "RandomFeatureRegressor", "RandomFeatureClassifier"]
 
@@ -101,6 +102,12 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Weight standard deviation times ``sqrt(d)``.
     b_std : float, default=0.0
         Bias standard deviation.
+    input_scales : array-like of shape (n_features,), default=None
+        Per-feature scales ``s``: the weights on feature ``i`` are ``N(0, w_std^2 s_i^2 / d)``
+        (the same draws as without scales, multiplied by ``s_i``), so the features converge to
+        the kernels with ``input_scales`` of :mod:`overparam_sklearn.kernels` (pre-activation
+        covariance ``w_std^2 sum_i s_i^2 x_i y_i / d + b_std^2``; for ``"fourier"`` the ARD RBF
+        ``exp(-w_std^2 sum_i s_i^2 (x_i - y_i)^2 / (2 d))``). ``None``: all ones.
     random_state : int, RandomState instance or None, default=None
         Seeds the private torch generator that draws ``W`` and ``b``.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -144,17 +151,19 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "activation": [str],
         "w_std": [Interval(numbers.Real, 0, None, closed="left")],
         "b_std": [Interval(numbers.Real, 0, None, closed="left")],
+        "input_scales": ["array-like", None],
         "random_state": ["random_state"],
         "device": DEVICE_OPTIONS,
         "dtype": DTYPE_OPTIONS,
     }
 
     def __init__(self, n_components=500, activation="relu", w_std=1.0, b_std=0.0,
-                 random_state=None, device="auto", dtype=None):
+                 input_scales=None, random_state=None, device="auto", dtype=None):
         self.n_components = n_components
         self.activation = activation
         self.w_std = w_std
         self.b_std = b_std
+        self.input_scales = input_scales
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
@@ -178,12 +187,15 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _draw(self, d):
         _check_activation(self.activation)
+        scales = check_input_scales(self.input_scales, d, torch.empty(0, dtype=torch.float64))
         self.device_ = resolve_device(self.device)
         gen = make_generator(self.random_state, self.device_)
         fourier = self.activation == "fourier"
         m = math.ceil(self.n_components / 2) if fourier else self.n_components
         opts = {"dtype": torch.float64, "device": self.device_, "generator": gen}
         W = torch.randn(d, m, **opts) * (self.w_std / math.sqrt(d))
+        if scales is not None:
+            W *= scales.to(W.device)[:, None]
         if fourier:
             b = torch.rand(m, **opts) * (2 * math.pi)
         else:

@@ -277,7 +277,7 @@ def test_pickle_clone_repr_and_equality(data):
     assert kernel.requires_vector_input
     assert set(kernel.get_params()) == {
         "n_hidden", "activation", "w_std", "b_std", "parameterization", "width",
-        "w_std_bounds", "b_std_bounds",
+        "w_std_bounds", "b_std_bounds", "input_scales", "input_scales_bounds",
     }
 
 

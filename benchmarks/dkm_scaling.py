@@ -28,7 +28,7 @@ def epoch_seconds(n, args, seed):
     X = rng.normal(size=(n, args.d))
     y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=n)
     model = SparseDKMRegressor(
-        n_layers=args.n_layers, n_inducing=args.n_inducing, batch_size=args.batch_size,
+        n_hidden=args.n_hidden, n_inducing=args.n_inducing, batch_size=args.batch_size,
         max_iter=args.epochs, solve_output=False, random_state=seed, device="cpu",
     )
     start = time.perf_counter()
@@ -41,7 +41,7 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--d", type=int, default=8)
     parser.add_argument("--n-inducing", type=int, default=100)
-    parser.add_argument("--n-layers", type=int, default=2)
+    parser.add_argument("--n-hidden", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)

@@ -9,7 +9,7 @@ inputs and target are standardised with the training split's statistics, and thr
   variational distribution, learned inducing inputs) with the *same* initial inducing inputs,
   the same number of Adam steps, the same learning rate and the same minibatch size;
 * ``nngp``: exact NNGP regression, :class:`overparam_sklearn.NTKRegressor` with
-  ``kernel="nngp"`` and the DKM's NNGP limit kernel (``n_hidden = n_layers + 1``), for
+  ``kernel="nngp"`` and the DKM's NNGP limit kernel (the same ``n_hidden``), for
   training sets up to ``--exact-max`` rows; above that the optimal (Titsias 2009) sparse GP with
   the NNGP kernel and the same inducing inputs. The noise is chosen from a grid by the (collapsed)
   log marginal likelihood.
@@ -72,7 +72,7 @@ def fit_dkm(Xtr, ytr, Xte, Z, args, seed):
     n = len(Xtr)
     steps_per_epoch = math.ceil(n / min(args.batch_size, n))
     model = SparseDKMRegressor(
-        n_layers=args.n_layers, kernel=args.kernel, nu=args.nu, n_inducing=Z,
+        n_hidden=args.n_hidden, activation=args.activation, nu=args.nu, n_inducing=Z,
         max_iter=max(1, round(args.steps / steps_per_epoch)), batch_size=args.batch_size,
         learning_rate=args.lr, normalize_y=False, random_state=seed, device="cpu",
     )
@@ -136,8 +136,7 @@ NOISE_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 
 
 def fit_nngp(Xtr, ytr, Xte, Z, args, seed):
-    n_hidden = args.n_layers + 1
-    kw = dict(n_hidden=n_hidden, activation="relu", w_std=math.sqrt(2.0), b_std=0.1)
+    kw = dict(n_hidden=args.n_hidden, activation="relu", w_std=math.sqrt(2.0), b_std=0.1)
     if len(Xtr) <= args.exact_max:
         best = None
         for noise in NOISE_GRID:
@@ -200,9 +199,9 @@ def main(argv=None):
     parser.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--n-inducing", type=int, default=100)
-    parser.add_argument("--n-layers", type=int, default=2)
+    parser.add_argument("--n-hidden", type=int, default=3)
     parser.add_argument("--nu", type=float, default=0.1)
-    parser.add_argument("--kernel", default="relu")
+    parser.add_argument("--activation", default="relu")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=0.02)
@@ -221,7 +220,7 @@ def main(argv=None):
           f"torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print(f"settings: {vars(args)}", flush=True)
-    config = {k: getattr(args, k) for k in ("n_inducing", "n_layers", "nu", "kernel", "steps",
+    config = {k: getattr(args, k) for k in ("n_inducing", "n_hidden", "nu", "activation", "steps",
                                            "batch_size", "lr", "exact_max")}
     done = {}
     log = Path(args.log)

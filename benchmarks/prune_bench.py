@@ -1,12 +1,12 @@
 """Data-diet benchmark: GraNd speed and pruning curves on digits and MNIST-1D.
 
 Part 1 (speed). Per-example GraNd over all parameters with ``torch.func`` (vmap of grad of
-functional_call, as in :func:`overparam_sklearn.data_diet.grand_scores`) against a loop with one
+functional_call, as in ``data_diet._scores.grand_scores``) against a loop with one
 backward pass per example; both in the same run, same network, same rows; ratio printed.
 
 Part 2 (pruning curves). For each dataset and seed, score the training set with EL2N, GraNd
-(all parameters) and forgetting (``n_models`` networks each), then for each fraction pruned keep
-the hardest rows by each score, the hardest by EL2N within each class (``el2n_balanced``), the
+(all parameters) and forgetting (``n_estimators`` networks each), then for each fraction pruned
+keep the hardest rows by each score, the hardest by EL2N within each class (``el2n_balanced``), the
 easiest by EL2N (``el2n_easiest``, the better choice on scarce data per Sorscher et al. 2022), a
 random subset, or a CCS-stratified subset of the EL2N scores
 (Zheng et al. 2023; ``drop_hardest_fraction`` beta = 0 below 70% pruned, 0.1 at 70%, 0.3 at
@@ -49,12 +49,11 @@ from overparam_sklearn import (  # noqa: E402
     ForgettingScorer,
     GraNdScorer,
 )
-from overparam_sklearn.data_diet import (  # noqa: E402
-    _MLP,
-    _grand_scores_loop,
-    _reset_parameters,
-    grand_scores,
-)
+from overparam_sklearn.data_diet._mlp import _MLP, _reset_parameters  # noqa: E402
+from overparam_sklearn.data_diet._scores import grand_scores  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from grand_reference import _grand_scores_loop  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIELDS = ["dataset", "seed", "method", "pruned", "n_kept", "test_acc"]
@@ -191,7 +190,7 @@ def run_curves(cfg, out_csv):
                 continue
             X, y, X_te, y_te = load(dataset, seed)
             t0 = time.perf_counter()
-            common = dict(n_models=dc["n_models"], device="cpu", random_state=seed,
+            common = dict(n_estimators=dc["n_estimators"], device="cpu", random_state=seed,
                           module_params={"hidden_layer_sizes": dc["hidden"]}, batch_size=64)
             scores = {}
             need = {m for m, _ in todo}
@@ -284,16 +283,16 @@ def main():
         methods=["el2n", "grand", "forgetting", "random", "stratified", "el2n_balanced",
                  "el2n_easiest"],
         fractions=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9],
-        digits=dict(hidden=(256,), n_models=5, score_epoch=10, forget_epochs=20, steps=1500,
+        digits=dict(hidden=(256,), n_estimators=5, score_epoch=10, forget_epochs=20, steps=1500,
                     batch_size=64),
-        mnist1d=dict(hidden=(256, 256), n_models=5, score_epoch=10, forget_epochs=20,
+        mnist1d=dict(hidden=(256, 256), n_estimators=5, score_epoch=10, forget_epochs=20,
                      steps=3000, batch_size=128),
     )
     name = "prune_bench.csv"
     if args.quick:
         cfg.update(seeds=[0], fractions=[0.0, 0.5, 0.9])
         for d in ("digits", "mnist1d"):
-            cfg[d].update(n_models=2, score_epoch=3, forget_epochs=4, steps=200)
+            cfg[d].update(n_estimators=2, score_epoch=3, forget_epochs=4, steps=200)
         name = "prune_bench_quick.csv"
     RESULTS.mkdir(exist_ok=True)
     out_csv = RESULTS / name

@@ -41,7 +41,7 @@ flipped = rng.rand(len(y_train)) < 0.1
 y_noisy = y_train.copy()
 y_noisy[flipped] = (y_train[flipped] + rng.randint(1, 10, flipped.sum())) % 10
 
-scorer = EL2NScorer(n_models=2, score_epoch=5, device="cpu", random_state=0)
+scorer = EL2NScorer(n_estimators=2, score_epoch=5, device="cpu", random_state=0)
 scores = scorer.fit(X_train, y_noisy).scores_
 print(f"AUROC of EL2N for the flipped labels: {roc_auc_score(flipped, scores):.3f}")
 
@@ -56,7 +56,7 @@ for keep in curves:
     for pruned in fractions:
         clf = DataDietClassifier(
             LogisticRegression(max_iter=2000),
-            EL2NScorer(n_models=2, score_epoch=5, device="cpu"),
+            EL2NScorer(n_estimators=2, score_epoch=5, device="cpu"),
             keep_fraction=1.0 - pruned,
             keep=keep,
             drop_hardest_fraction=0.1 if (keep == "stratified" and pruned >= 0.7) else 0.0,

@@ -22,7 +22,7 @@ X = rng.uniform(-3, 3, size=(120, 1))
 y = np.where(X[:, 0] > 0, 1.0, -1.0) + 0.3 * np.sin(2 * X[:, 0]) + 0.05 * rng.normal(size=120)
 grid = np.linspace(-3.5, 3.5, 200)[:, None]
 
-common = dict(n_layers=2, n_inducing=20, max_iter=150, learning_rate=0.05, random_state=0)
+common = dict(n_hidden=3, n_inducing=20, max_iter=150, learning_rate=0.05, random_state=0)
 models = {
     "nu = 1e6 (NNGP limit)": SparseDKMRegressor(nu=1e6, **common).fit(X, y),
     "nu = 0.1 (learned representation)": SparseDKMRegressor(nu=0.1, **common).fit(X, y),

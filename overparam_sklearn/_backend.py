@@ -32,8 +32,10 @@ __all__ = [
 
 #: ``_parameter_constraints`` entry for every ``device`` parameter.
 DEVICE_OPTIONS = [StrOptions({"auto", "cpu", "cuda"})]
-#: ``_parameter_constraints`` entry for every ``dtype`` parameter.
-DTYPE_OPTIONS = [StrOptions({"float32", "float64"}), None]
+#: ``_parameter_constraints`` entry for every ``dtype`` parameter. Defaults are spelled out:
+#: ``"float64"`` for kernel solves, ``"float32"`` for neural networks. Only a transformer that
+#: follows its input's dtype (``RandomFeatures``) adds ``None`` ("as the input").
+DTYPE_OPTIONS = [StrOptions({"float32", "float64"})]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -154,7 +154,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "input_scales": ["array-like", None],
         "random_state": ["random_state"],
         "device": DEVICE_OPTIONS,
-        "dtype": DTYPE_OPTIONS,
+        "dtype": DTYPE_OPTIONS + [None],
     }
 
     def __init__(self, n_components=500, activation="relu", w_std=1.0, b_std=0.0,
@@ -307,7 +307,7 @@ class _RandomFeatureRidge(BaseEstimator):
         features = RandomFeatures(
             n_components=self.n_components, activation=self.activation, w_std=self.w_std,
             b_std=self.b_std, random_state=self.random_state, device=self.device,
-            dtype=self.dtype or "float64",
+            dtype=self.dtype,
         )
         # same draws as RandomFeatures(...).fit(X): one generator seeded from random_state
         features.n_features_in_ = X.shape[1]
@@ -404,8 +404,8 @@ _PARAMS_DOC = """
         Seeds the random features; the same value gives the same features as
         ``RandomFeatures(random_state=...)``.
     device : {"auto", "cpu", "cuda"}, default="auto"
-    dtype : {"float32", "float64"} or None, default="float64"
-        Precision of the features and the solve (``None`` means float64).
+    dtype : {"float32", "float64"}, default="float64"
+        Precision of the features and the solve.
     verbose : int, default=0
         Print progress when > 0.
 

@@ -21,14 +21,14 @@ CHECK_PARAMS = {
     "RandomFeatureClassifier": dict(n_components=20, device="cpu"),
     "PFNRegressor": dict(n_estimators=2, device="cpu"),
     "PFNClassifier": dict(n_estimators=2, device="cpu"),
-    "EL2NScorer": dict(n_models=2, score_epoch=2, device="cpu",
+    "EL2NScorer": dict(n_estimators=2, score_epoch=2, device="cpu",
                        module_params={"hidden_layer_sizes": (8,)}),
-    "GraNdScorer": dict(n_models=2, score_epoch=2, device="cpu",
+    "GraNdScorer": dict(n_estimators=2, score_epoch=2, device="cpu",
                         module_params={"hidden_layer_sizes": (8,)}),
-    "ForgettingScorer": dict(n_models=2, score_epoch=3, device="cpu",
+    "ForgettingScorer": dict(n_estimators=2, score_epoch=3, device="cpu",
                              module_params={"hidden_layer_sizes": (8,)}),
-    "SparseDKMRegressor": dict(n_layers=1, n_inducing=10, max_iter=15, learning_rate=0.1),
-    "SparseDKMClassifier": dict(n_layers=1, n_inducing=10, max_iter=15, learning_rate=0.1,
+    "SparseDKMRegressor": dict(n_hidden=2, n_inducing=10, max_iter=15, learning_rate=0.1),
+    "SparseDKMClassifier": dict(n_hidden=2, n_inducing=10, max_iter=15, learning_rate=0.1,
                                 n_mc_samples=4),
 }
 
@@ -46,7 +46,7 @@ CHECK_FACTORIES = {
 def _data_diet_factory(name):
     from overparam_sklearn import EL2NScorer
 
-    scorer = EL2NScorer(n_models=1, score_epoch=2, device="cpu",
+    scorer = EL2NScorer(n_estimators=1, score_epoch=2, device="cpu",
                         module_params={"hidden_layer_sizes": (8,)})
     return getattr(overparam_sklearn, name)(scorer=scorer, keep_fraction=0.7)
 

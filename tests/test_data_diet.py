@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from grand_reference import _grand_scores_loop
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.linear_model import LogisticRegression
@@ -28,19 +29,16 @@ from overparam_sklearn import (
     ForgettingScorer,
     GraNdScorer,
 )
-from overparam_sklearn.data_diet import (
-    _MLP,
-    _ccs_sample,
+from overparam_sklearn.data_diet._mlp import _MLP, _last_linear, _reset_parameters
+from overparam_sklearn.data_diet._scores import (
     _forgetting_counts,
-    _grand_scores_loop,
-    _last_linear,
-    _reset_parameters,
-    _select,
     grand_scores,
     grand_scores_last_layer,
 )
+from overparam_sklearn.data_diet._selection import _ccs_sample, _select
 
-SMALL = dict(n_models=2, score_epoch=3, device="cpu", module_params={"hidden_layer_sizes": (16,)})
+SMALL = dict(n_estimators=2, score_epoch=3, device="cpu",
+             module_params={"hidden_layer_sizes": (16,)})
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +179,7 @@ def test_grand_linear_model_closed_form(blobs):
 
 def test_grand_at_initialisation_is_allowed(blobs):
     X, y = blobs
-    scorer = GraNdScorer(n_models=3, score_epoch=0, device="cpu", random_state=0).fit(X, y)
+    scorer = GraNdScorer(n_estimators=3, score_epoch=0, device="cpu", random_state=0).fit(X, y)
     assert scorer.scores_.shape == (len(y),) and np.all(scorer.scores_ > 0)
     with pytest.raises(InvalidParameterError):
         ForgettingScorer(score_epoch=0).fit(X, y)
@@ -221,13 +219,13 @@ def test_forgetting_scorer_replays_on_training_data(blobs):
 def test_el2n_flags_flipped_digits_labels(noisy_digits):
     X, y_noisy, flipped = noisy_digits
     scorer = EL2NScorer(
-        n_models=2, score_epoch=5, device="cpu", random_state=0,
+        n_estimators=2, score_epoch=5, device="cpu", random_state=0,
         module_params={"hidden_layer_sizes": (64,)},
     ).fit(X, y_noisy)
     auroc = roc_auc_score(flipped, scorer.scores_)
     assert auroc >= 0.9, auroc
     # and a network at initialisation cannot tell (the score is nearly label-agnostic)
-    init = EL2NScorer(n_models=2, score_epoch=0, device="cpu", random_state=0).fit(X, y_noisy)
+    init = EL2NScorer(n_estimators=2, score_epoch=0, device="cpu", random_state=0).fit(X, y_noisy)
     assert roc_auc_score(flipped, init.scores_) < 0.75
 
 
@@ -280,7 +278,7 @@ class _Net(nn.Module):
 def test_user_module_in_skorch_convention(blobs):
     X, y = blobs
     scorer = GraNdScorer(module=_Net, module_params={"width": 5}, random_state=0,
-                         n_models=1, score_epoch=2, device="cpu")
+                         n_estimators=1, score_epoch=2, device="cpu")
     scorer.fit(X, y)
     assert scorer.estimators_[0].module_.width == 5
     scorer.set_params(module__width=7)
@@ -288,11 +286,11 @@ def test_user_module_in_skorch_convention(blobs):
     assert scorer.fit(X, y).estimators_[0].module_.width == 7
     # an instance is copied per model
     inst = _Net(5, 3, width=3)
-    fitted = EL2NScorer(module=inst, random_state=0, n_models=2, score_epoch=1,
+    fitted = EL2NScorer(module=inst, random_state=0, n_estimators=2, score_epoch=1,
                         device="cpu").fit(X, y)
     assert fitted.estimators_[0].module_ is not fitted.estimators_[1].module_
     # reachable through a meta-estimator, as in GridSearchCV
-    clf = DataDietClassifier(scorer=GraNdScorer(module=_Net, n_models=1, score_epoch=1,
+    clf = DataDietClassifier(scorer=GraNdScorer(module=_Net, n_estimators=1, score_epoch=1,
                                                 device="cpu"), random_state=0)
     clf.set_params(scorer__module__width=6).fit(X, y)
     assert clf.scorer_.estimators_[0].module_.width == 6
@@ -310,7 +308,7 @@ def test_last_layer_needs_a_linear_readout(blobs):
             return X @ self.w
 
     with pytest.raises(ValueError, match="nn.Linear"):
-        GraNdScorer(module=NoLinear, gradient="last_layer", n_models=1, score_epoch=1,
+        GraNdScorer(module=NoLinear, gradient="last_layer", n_estimators=1, score_epoch=1,
                     device="cpu").fit(X, y)
 
 
@@ -512,7 +510,7 @@ def test_gpu_fitted_scorer_scores_on_cpu_machine(blobs, monkeypatch):
 def test_cuda_fit_keeps_state_on_cpu(noisy_digits, blobs):
     X, y_noisy, flipped = noisy_digits
     for cls in (EL2NScorer, GraNdScorer, ForgettingScorer):
-        scorer = cls(n_models=2, score_epoch=5, device="cuda", random_state=0).fit(X, y_noisy)
+        scorer = cls(n_estimators=2, score_epoch=5, device="cuda", random_state=0).fit(X, y_noisy)
         assert scorer.device_.type == "cuda"
         for net in scorer.estimators_:
             assert all(p.device.type == "cpu" for p in net.module_.parameters())
@@ -523,6 +521,6 @@ def test_cuda_fit_keeps_state_on_cpu(noisy_digits, blobs):
                                    rtol=1e-4, atol=1e-5)
         assert roc_auc_score(flipped, scorer.scores_) >= 0.9, cls.__name__
     Xb, yb = blobs
-    clf = DataDietClassifier(scorer=GraNdScorer(n_models=2, score_epoch=2, device="cuda"),
+    clf = DataDietClassifier(scorer=GraNdScorer(n_estimators=2, score_epoch=2, device="cuda"),
                              keep_fraction=0.5, random_state=0).fit(Xb, yb)
     assert len(clf.sample_indices_) >= 60 and clf.score(Xb, yb) > 0.5

@@ -1,12 +1,12 @@
 """Tests of the sparse deep kernel machines against closed forms and limits.
 
 * At initialisation every inducing Gram is the NNGP Gram: every KL is zero and the top-layer
-  kernel is ``nngp_kernel(..., n_hidden=n_layers + 1)`` (or the same recursion for the other
-  kernels).
+  kernel is ``nngp_kernel(..., n_hidden=n_hidden)`` (or the same recursion for the other
+  activations).
 * Very large ``nu`` pins the layers at the NNGP: predictions equal the optimal sparse GP
   (Titsias 2009) with the NNGP kernel and the same inducing points; with every training point as
   an inducing point they equal exact NNGP regression.
-* ``n_layers=0`` is an SVGP: with the squared-exponential kernel it is the sparse GP with an RBF
+* ``n_hidden=1`` is an SVGP: with the squared-exponential kernel it is the sparse GP with an RBF
   kernel of lengthscale ``sqrt(d) / w_std``.
 """
 
@@ -56,8 +56,8 @@ def _nngp(n_hidden, w_std=W_RELU, b_std=0.1, activation="relu"):
     return K
 
 
-def _pinned(Z, n_layers, **kw):
-    params = dict(n_layers=n_layers, nu=1e8, n_inducing=Z, learn_inducing=False, ard=False,
+def _pinned(Z, n_hidden, **kw):
+    params = dict(n_hidden=n_hidden, nu=1e8, n_inducing=Z, learn_inducing=False, ard=False,
                   learn_noise=False, noise=0.05, normalize_y=False, max_iter=100,
                   learning_rate=0.01, random_state=0)
     params.update(kw)
@@ -65,27 +65,27 @@ def _pinned(Z, n_layers, **kw):
 
 
 # --------------------------------------------------------------------------- initialisation
-@pytest.mark.parametrize("n_layers", [0, 1, 2])
+@pytest.mark.parametrize("n_hidden", [1, 2, 3])
 @pytest.mark.parametrize(
-    "kernel, activation, w_std",
+    "dkm_activation, activation, w_std",
     [("relu", "relu", W_RELU), ("sqexp", "rbf(0.5)", 1.0)],
 )
-def test_init_is_the_nngp(n_layers, kernel, activation, w_std):
+def test_init_is_the_nngp(n_hidden, dkm_activation, activation, w_std):
     X, y, Xs = _data()
     Z = X[:10]
-    reg = SparseDKMRegressor(n_layers=n_layers, kernel=kernel, n_inducing=Z, max_iter=0,
-                             b_std=0.2).fit(X, y)
+    reg = SparseDKMRegressor(n_hidden=n_hidden, activation=dkm_activation, n_inducing=Z,
+                             max_iter=0, b_std=0.2).fit(X, y)
     # every KL is exactly zero at initialisation
-    assert reg.layer_kl_.shape == (n_layers,)
+    assert reg.layer_kl_.shape == (n_hidden - 1,)
     np.testing.assert_allclose(reg.layer_kl_, 0.0, atol=1e-9)
     # each inducing Gram is the NNGP of that depth (up to the 1e-6 relative jitter)
     for layer, G in enumerate(reg.inducing_grams()):
         ref = nngp_kernel(Z, n_hidden=layer + 1, activation=activation, w_std=w_std, b_std=0.2)
         np.testing.assert_allclose(G, ref.numpy(), rtol=1e-5, atol=1e-5)
-    # the top kernel between test points and inducing points is the NNGP of depth L + 1:
+    # the top kernel between test points and inducing points is the NNGP of depth n_hidden:
     # transform gives K^ti chol(K^ii)^-T, so transform(Xs) transform(Z)^T = K^ti.
     top = reg.transform(Xs) @ reg.transform(Z).T
-    ref = nngp_kernel(Xs, Z, n_hidden=n_layers + 1, activation=activation, w_std=w_std,
+    ref = nngp_kernel(Xs, Z, n_hidden=n_hidden, activation=activation, w_std=w_std,
                       b_std=0.2)
     np.testing.assert_allclose(top, ref.numpy(), rtol=1e-4, atol=1e-5)
 
@@ -93,8 +93,8 @@ def test_init_is_the_nngp(n_layers, kernel, activation, w_std):
 def test_normalized_gaussian_kernel_recursion():
     X, y, Xs = _data()
     Z = X[:8]
-    reg = SparseDKMRegressor(n_layers=1, kernel="normalized_gaussian", n_inducing=Z, max_iter=0,
-                             b_std=0.3, w_std=1.2).fit(X, y)
+    reg = SparseDKMRegressor(n_hidden=2, activation="normalized_gaussian", n_inducing=Z,
+                             max_iter=0, b_std=0.3, w_std=1.2).fit(X, y)
 
     def k(G12, g1, g2):
         norm = np.sqrt(np.outer(g1, g2))
@@ -116,7 +116,7 @@ def test_normalized_gaussian_kernel_recursion():
 def test_large_nu_pins_layers_and_matches_sparse_nngp_regression():
     X, y, Xs = _data()
     Z = X[:15]
-    reg = _pinned(Z, n_layers=1).fit(X, y)
+    reg = _pinned(Z, n_hidden=2).fit(X, y)
     assert reg.layer_kl_[0] < 1e-2
     mean, std = reg.predict(Xs, return_std=True)
     ref_mean, ref_std = _sparse_gp(_nngp(2), X, y, Xs, Z, 0.05)
@@ -126,14 +126,14 @@ def test_large_nu_pins_layers_and_matches_sparse_nngp_regression():
     G = reg.inducing_grams()[0]
     np.testing.assert_allclose(G, _nngp(1)(Z, Z), rtol=2e-2, atol=2e-2)
     # ... which a small nu does not: the test can tell the difference.
-    free = _pinned(Z, n_layers=1, nu=1e-3, learning_rate=0.05).fit(X, y)
+    free = _pinned(Z, n_hidden=2, nu=1e-3, learning_rate=0.05).fit(X, y)
     assert free.layer_kl_[0] > 100 * reg.layer_kl_[0]
     assert np.abs(free.predict(Xs) - ref_mean).max() > 5e-2
 
 
 def test_every_point_inducing_and_large_nu_is_exact_nngp_regression():
     X, y, Xs = _data(n=30)
-    reg = _pinned(X, n_layers=1).fit(X, y)
+    reg = _pinned(X, n_hidden=2).fit(X, y)
     mean, std = reg.predict(Xs, return_std=True)
     K = _nngp(2)
     A = K(X, X) + 0.05 * np.eye(len(X))
@@ -144,11 +144,11 @@ def test_every_point_inducing_and_large_nu_is_exact_nngp_regression():
     np.testing.assert_allclose(std, np.sqrt(ref_var), atol=5e-3)
 
 
-def test_zero_hidden_layers_is_an_svgp_with_an_rbf_kernel():
+def test_one_hidden_layer_is_an_svgp_with_an_rbf_kernel():
     X, y, Xs = _data()
     Z = X[:12]
     d, w, b = X.shape[1], 1.3, 0.0
-    reg = _pinned(Z, n_layers=0, kernel="sqexp", w_std=w, b_std=b).fit(X, y)
+    reg = _pinned(Z, n_hidden=1, activation="sqexp", w_std=w, b_std=b).fit(X, y)
     ell2 = d / w**2
 
     def rbf(A, B):
@@ -167,7 +167,7 @@ def test_adam_alone_approaches_the_svgp_optimum():
     # without the closed-form output solve, minibatch Adam on the ELBO reaches the same q(u)
     X, y, Xs = _data()
     Z = X[:12]
-    reg = _pinned(Z, n_layers=0, kernel="sqexp", w_std=1.0, b_std=0.0, solve_output=False,
+    reg = _pinned(Z, n_hidden=1, activation="sqexp", w_std=1.0, b_std=0.0, solve_output=False,
                   max_iter=300, learning_rate=0.05, batch_size=20).fit(X, y)
     ref_mean, _ = _sparse_gp(_nngp(1, 1.0, 0.0, "rbf(0.5)"), X, y, Xs, Z, 0.05)
     assert np.abs(reg.predict(Xs) - ref_mean).max() < 5e-2
@@ -175,12 +175,12 @@ def test_adam_alone_approaches_the_svgp_optimum():
 
 def test_per_layer_nu():
     X, y, _ = _data()
-    reg = SparseDKMRegressor(n_layers=2, nu=[1e8, 1e-3], n_inducing=10, max_iter=60,
+    reg = SparseDKMRegressor(n_hidden=3, nu=[1e8, 1e-3], n_inducing=10, max_iter=60,
                              learning_rate=0.05, random_state=0).fit(X, y)
     # the first layer is pinned, the second is free to move
     assert reg.layer_kl_[0] < 1e-2 * reg.layer_kl_[1]
-    with pytest.raises(ValueError, match="one value per layer"):
-        SparseDKMRegressor(n_layers=2, nu=[1.0, 2.0, 3.0], max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match="one value per learned Gram layer"):
+        SparseDKMRegressor(n_hidden=3, nu=[1.0, 2.0, 3.0], max_iter=1).fit(X, y)
 
 
 # ------------------------------------------------------------------------------- learning
@@ -188,7 +188,7 @@ def test_representation_learning_beats_the_nngp_limit_on_train_objective():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(200, 4))
     y = np.sign(X[:, 0]) * np.abs(X[:, 1]) ** 0.5
-    common = dict(n_layers=1, n_inducing=20, max_iter=60, learning_rate=0.05, random_state=0,
+    common = dict(n_hidden=2, n_inducing=20, max_iter=60, learning_rate=0.05, random_state=0,
                   ard=False, learn_inducing=False)
     dkm = SparseDKMRegressor(nu=0.1, **common).fit(X, y)
     nngp = SparseDKMRegressor(nu=1e8, **common).fit(X, y)
@@ -200,7 +200,7 @@ def test_classifier_iris_and_string_labels():
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
     labels = np.array(["setosa", "versicolor", "virginica"])[y]
-    clf = SparseDKMClassifier(n_layers=1, n_inducing=20, max_iter=150, learning_rate=0.05,
+    clf = SparseDKMClassifier(n_hidden=2, n_inducing=20, max_iter=150, learning_rate=0.05,
                               random_state=0).fit(X, labels)
     assert clf.score(X, labels) > 0.9
     proba = clf.predict_proba(X)
@@ -213,7 +213,7 @@ def test_classifier_iris_and_string_labels():
 def test_multioutput_regression_and_float32():
     X, y, Xs = _data()
     Y = np.c_[y, -2 * y + 1]
-    reg = SparseDKMRegressor(n_layers=1, n_inducing=10, max_iter=20, random_state=0,
+    reg = SparseDKMRegressor(n_hidden=2, n_inducing=10, max_iter=20, random_state=0,
                              dtype="float32").fit(X, Y)
     mean, std = reg.predict(Xs, return_std=True)
     assert mean.shape == std.shape == (len(Xs), 2)
@@ -227,9 +227,9 @@ def test_pipeline_gridsearch_and_transform_downstream():
     pipe = make_pipeline(StandardScaler(), SparseDKMRegressor(n_inducing=8, max_iter=10,
                                                               random_state=0))
     grid = GridSearchCV(pipe, {"sparsedkmregressor__nu": [0.1, 10.0],
-                               "sparsedkmregressor__n_layers": [0, 1]}, cv=2)
+                               "sparsedkmregressor__n_hidden": [1, 2]}, cv=2)
     grid.fit(X, y)
-    assert set(grid.best_params_) == {"sparsedkmregressor__nu", "sparsedkmregressor__n_layers"}
+    assert set(grid.best_params_) == {"sparsedkmregressor__nu", "sparsedkmregressor__n_hidden"}
     # the learned representation feeds a downstream model
     feat = make_pipeline(SparseDKMRegressor(n_inducing=8, max_iter=10, random_state=0), Ridge())
     feat.fit(X, y)
@@ -239,8 +239,8 @@ def test_pipeline_gridsearch_and_transform_downstream():
 
 def test_pickle_roundtrip_and_determinism():
     X, y, Xs = _data()
-    reg = SparseDKMRegressor(n_layers=1, n_inducing=10, max_iter=10, random_state=3).fit(X, y)
-    again = SparseDKMRegressor(n_layers=1, n_inducing=10, max_iter=10, random_state=3).fit(X, y)
+    reg = SparseDKMRegressor(n_hidden=2, n_inducing=10, max_iter=10, random_state=3).fit(X, y)
+    again = SparseDKMRegressor(n_hidden=2, n_inducing=10, max_iter=10, random_state=3).fit(X, y)
     np.testing.assert_array_equal(reg.predict(Xs), again.predict(Xs))
     loaded = pickle.loads(pickle.dumps(reg))
     np.testing.assert_array_equal(loaded.predict(Xs), reg.predict(Xs))
@@ -249,14 +249,14 @@ def test_pickle_roundtrip_and_determinism():
 
 def test_verbose_reports_progress(capsys):
     X, y, _ = _data()
-    SparseDKMRegressor(n_layers=1, n_inducing=5, max_iter=10, verbose=1).fit(X, y)
+    SparseDKMRegressor(n_hidden=2, n_inducing=5, max_iter=10, verbose=1).fit(X, y)
     out = capsys.readouterr().out
     assert "epoch 10/10" in out and "objective" in out
 
 
 def test_bad_input():
     X, y, _ = _data()
-    reg = SparseDKMRegressor(n_layers=1, n_inducing=5, max_iter=2)
+    reg = SparseDKMRegressor(n_hidden=2, n_inducing=5, max_iter=2)
     X_nan = X.copy()
     X_nan[0, 0] = np.nan
     with pytest.raises(ValueError):
@@ -283,7 +283,7 @@ def test_uci_yacht_dkm_beats_nngp_regression():
     scaler = StandardScaler().fit(data[tr][:, feats])
     Xtr, Xte = scaler.transform(data[tr][:, feats]), scaler.transform(data[te][:, feats])
     ytr, yte = data[tr, target], data[te, target]
-    dkm = SparseDKMRegressor(n_layers=2, nu=0.1, n_inducing=50, max_iter=500,
+    dkm = SparseDKMRegressor(n_hidden=3, nu=0.1, n_inducing=50, max_iter=500,
                              learning_rate=0.02, random_state=0).fit(Xtr, ytr)
     nngps = [NTKRegressor(kernel="nngp", n_hidden=3, w_std=W_RELU, b_std=0.1, alpha=a,
                           normalize_y=True).fit(Xtr, ytr) for a in (1e-3, 1e-2, 1e-1)]

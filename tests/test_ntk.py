@@ -289,7 +289,7 @@ def test_float32_fit_is_close_to_float64(regression_data):
     X, y, Xq = regression_data
     m64 = NTKRegressor(n_hidden=2, alpha=1e-2, device="cpu").fit(X, y)
     m32 = NTKRegressor(n_hidden=2, alpha=1e-2, dtype="float32", device="cpu").fit(X, y)
-    assert m32.dual_coef_.dtype == torch.float32
+    assert m32.dual_coef_.dtype == np.float32
     np.testing.assert_allclose(m32.predict(Xq), m64.predict(Xq), rtol=1e-3, atol=1e-3)
 
 

@@ -21,7 +21,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._backend import DEVICE_OPTIONS, check_memory, resolve_device, tile_slices, to_numpy
+from .._backend import (
+    DEVICE_OPTIONS,
+    DTYPE_OPTIONS,
+    check_memory,
+    resolve_device,
+    resolve_dtype,
+    tile_slices,
+    to_numpy,
+)
 from .model import BarDistribution, build_model
 
 __all__ = ["PFNRegressor", "PFNClassifier", "PFNPredictiveDistribution", "load_pfn", "WEIGHTS_DIR"]
@@ -45,8 +53,8 @@ def _resolve_weights(weights, task):
         path = WEIGHTS_DIR / f"{task}.json"
         if not path.exists():
             raise ValueError(
-                f"the shipped {task} PFN weights are missing from {WEIGHTS_DIR}; regenerate them with "
-                f"`python -m overparam_sklearn.pfn.train --preset {task}` (see the README)"
+                f"the shipped {task} PFN weights are missing from {WEIGHTS_DIR}; regenerate them "
+                f"with `python -m overparam_sklearn.pfn.train --preset {task}` (see the README)"
             )
         return path
     path = Path(weights)
@@ -71,8 +79,8 @@ def _load_state(json_path):
             expected = manifest.get(p.name)
             if expected is None or _sha256(p) != expected:
                 raise ValueError(
-                    f"{p} does not match the sha256 in {manifest_path}: the weights are corrupted or "
-                    "were replaced; reinstall the package or re-export them with "
+                    f"{p} does not match the sha256 in {manifest_path}: the weights are corrupted "
+                    "or were replaced; reinstall the package or re-export them with "
                     "`python -m overparam_sklearn.pfn.train --export`"
                 )
     elif json_path.parent == WEIGHTS_DIR:
@@ -84,9 +92,9 @@ def _load_state(json_path):
 
 
 @functools.lru_cache(maxsize=8)
-def _load_model(json_path, device):
+def _load_model(json_path, device, dtype="float32"):
     config, state = _load_state(json_path)
-    model = build_model(config, state).to(torch.device(device))
+    model = build_model(config, state).to(torch.device(device), resolve_dtype(dtype))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -184,6 +192,27 @@ def _standardize_fit(X, zero_constant=True):
     )
 
 
+#: Queries go through the network in blocks of exactly this many rows (the last one zero-padded).
+#: float32 matrix products round differently for different row counts (BLAS picks its kernels
+#: and blocking by shape), so with a fixed block shape a query's prediction is bitwise the same
+#: whichever other queries are predicted with it and wherever it sits in the block.
+_QUERY_BLOCK = 128
+
+
+def _query_logits(model, cache, q_x, device, dtype=torch.float32):
+    """Logits (m, n_out) of the queries ``q_x`` (m, d_max), evaluated in fixed-size blocks."""
+    out = []
+    for start in range(0, q_x.shape[0], _QUERY_BLOCK):
+        q = q_x[start : start + _QUERY_BLOCK]
+        m = q.shape[0]
+        if m < _QUERY_BLOCK:
+            q = np.concatenate([q, np.zeros((_QUERY_BLOCK - m, q.shape[1]), q.dtype)])
+        q = torch.as_tensor(q, device=device, dtype=dtype)
+        logits = model.predict_queries(cache, q[None])[0]
+        out.append(logits[:m])
+    return torch.cat(out)
+
+
 class _PFNBase(BaseEstimator):
     _task = None
 
@@ -194,6 +223,7 @@ class _PFNBase(BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "weights": [str, Path, None],
         "device": DEVICE_OPTIONS,
+        "dtype": DTYPE_OPTIONS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -207,6 +237,7 @@ class _PFNBase(BaseEstimator):
         batch_size=1024,
         weights=None,
         device="auto",
+        dtype="float32",
         random_state=None,
         verbose=0,
     ):
@@ -216,6 +247,7 @@ class _PFNBase(BaseEstimator):
         self.batch_size = batch_size
         self.weights = weights
         self.device = device
+        self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
 
@@ -306,8 +338,9 @@ class _PFNBase(BaseEstimator):
     # -- predict -----------------------------------------------------------------------------
     def _iter_member_outputs(self, X):
         """Yield (member index, query slice, probabilities (m, n_out) float64 on CPU)."""
-        _, model = _load_model(self.weights_path_, str(self.device_))
+        _, model = _load_model(self.weights_path_, str(self.device_), self.dtype)
         device = self.device_
+        dtype = resolve_dtype(self.dtype)
         Z = {"standard": self._standard(X)}
         if any(m["transform"] == "quantile" for m in self.members_):
             Z["quantile"] = self._quantile_inputs(X)
@@ -318,21 +351,14 @@ class _PFNBase(BaseEstimator):
             ctx_y = np.ascontiguousarray(self._member_targets(ctx_idx, member))
             q_x = self._member_inputs(Z[member["transform"]], member)
             with torch.inference_mode():
+                ctx_y = torch.as_tensor(ctx_y, device=device)
                 cache = model.encode_context(
-                    torch.as_tensor(ctx_x, device=device)[None],
-                    torch.as_tensor(ctx_y, device=device)[None],
+                    torch.as_tensor(ctx_x, device=device, dtype=dtype)[None],
+                    (ctx_y.to(dtype) if ctx_y.is_floating_point() else ctx_y)[None],
                 )
                 for sl in tile_slices(q_x.shape[0], self.batch_size):
-                    # pad to a multiple of 8 rows: BLAS takes another (matrix-vector) path for 1-3
-                    # rows whose float32 rounding differs, and a query's prediction must not
-                    # depend on how many other queries come with it
-                    q = q_x[sl]
-                    rows = -(-q.shape[0] // 8) * 8
-                    q = np.concatenate([q, np.zeros((rows - q.shape[0], q.shape[1]), q.dtype)])
-                    logits = model.predict_queries(cache, torch.as_tensor(q, device=device)[None])[
-                        0
-                    ]
-                    yield i, sl, self._member_probs(logits[: sl.stop - sl.start].double(), member)
+                    logits = _query_logits(model, cache, q_x[sl], device, dtype)
+                    yield i, sl, self._member_probs(logits.double(), member)
             if self.verbose:
                 print(f"[{type(self).__name__}] ensemble member {i + 1}/{len(self.members_)} done")
 
@@ -351,10 +377,11 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` only stores the
     standardised training set; there is no gradient descent and no hyperparameter fitting.
 
-    The network computes in float32. The shipped model takes at most ``d_max`` = 10 features and
-    1000 context points: with more samples every ensemble member conditions on a random subset of
-    ``max_context`` of them, with more features every member sees a different subset of ``d_max``
-    features; the members' predictive distributions are averaged (a mixture).
+    The network computes in float32 by default (``dtype``). The shipped model takes at most
+    ``d_max`` = 10 features and 1000 context points: with more samples every ensemble member
+    conditions on a random subset of ``max_context`` of them, with more features every member
+    sees a different subset of ``d_max`` features; the members' predictive distributions are
+    averaged (a mixture).
 
     Parameters
     ----------
@@ -367,11 +394,16 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         ``"standard"`` standardises each feature; ``"quantile"`` maps it to normal scores
         (``QuantileTransformer``) first; ``"mixed"`` alternates between the two over members.
     batch_size : int, default=1024
-        Queries per forward pass (bounds memory; predictions do not depend on it).
+        Queries whose bucket probabilities are held at once (bounds memory). The network itself
+        runs on fixed blocks of 128 queries, so a prediction does not depend on ``batch_size``
+        nor on which other queries are predicted with it (bitwise).
     weights : str or None, default=None
         None for the shipped weights, or the path of a ``.json`` config exported by
         ``python -m overparam_sklearn.pfn.train --export``.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's forward pass (float32, as for every neural network; the
+        weights were trained in float32).
     random_state : int, RandomState instance or None, default=None
         Draws the ensemble members.
     verbose : int, default=0
@@ -517,7 +549,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     A transformer trained on classification datasets whose labels come from latent Gaussian-process
     and random-MLP functions returns the posterior predictive class probabilities of every query
     given the training set as context (Müller et al., ICLR 2022). ``fit`` only stores the
-    standardised training set. The network computes in float32.
+    standardised training set. The network computes in float32 by default (``dtype``).
 
     Parameters
     ----------
@@ -532,6 +564,8 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     weights : str or None, default=None
         None for the shipped weights, or the path of an exported ``.json`` config.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network's forward pass.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
 

@@ -1,38 +1,4 @@
-"""Sparse deep kernel machines (DKMs) with inducing points.
-
-A deep kernel machine (Yang, Robeyns, Milsom, Anson, Schoots & Aitchison, "A theory of
-representation learning gives a deep generalisation of kernel methods", ICML 2023) is the
-infinite-width limit of a deep Gaussian process in which the layer widths grow with a *retained*
-weight on the prior, so that each layer keeps a learned Gram matrix instead of collapsing to the
-fixed NNGP kernel. Each hidden layer ``l = 1..L`` has a Gram matrix ``G_l`` and the objective is
-(the DKM objective; the inducing-point version is their sparse DKM)::
-
-    L(G_1..G_L) = E_q[log p(Y | F_{L+1})] - KL(q(u) || p(u | K(G_L)))
-                  - sum_l nu_l KL( N(0, G_l) || N(0, K(G_{l-1})) ),
-
-where ``K`` maps a Gram matrix to the kernel of the next layer and ``G_0`` is the input Gram.
-With inducing points only the ``m x m`` inducing blocks ``G_l^ii`` are parameters, each through
-its Cholesky factor ``chol(K(G_{l-1}^ii)) V_l`` with ``V_l`` lower triangular with a positive
-diagonal (``V_l = I``, the NNGP, at initialisation; written relative to the prior's factor, the
-KL is ``(|V_l|_F^2 - m - log det V_l V_l^T) / 2`` whatever the conditioning of ``K``). The
-train/test blocks follow from the Gaussian conditional of the features given the inducing
-features::
-
-    G_l^ti = K^ti (K^ii)^-1 G_l^ii
-    diag G_l^tt = diag[K^tt - K^ti (K^ii)^-1 K^it + K^ti (K^ii)^-1 G_l^ii (K^ii)^-1 K^it]
-
-with ``K = K(G_{l-1})``. The kernels below are elementwise functions of ``(G_ij, G_ii, G_jj)``, so
-a minibatch needs only its ``b x m`` block and its own diagonal: one step costs
-``O(b m^2 + L m^3)`` and an epoch is linear in ``n``; no ``n x n`` matrix is ever formed.
-
-The output layer is a sparse variational GP (SVGP, Hensman et al. 2013/2015) on the top kernel
-``K(G_L)`` with whitened inducing outputs, a Gaussian likelihood (analytic expected
-log-likelihood, learned noise above a floor) or a categorical one (softmax, Monte Carlo).
-
-Limits (tested in tests/test_dkm.py): at initialisation every ``G_l^ii`` is the NNGP Gram, so
-every KL is zero and the model is an SVGP with the NNGP kernel of depth ``n_layers + 1``; as
-``nu -> inf`` training keeps it there; ``n_layers=0`` is a plain SVGP.
-"""
+"""The sparse DKM estimators: :class:`SparseDKMRegressor` and :class:`SparseDKMClassifier`."""
 
 import copy
 import math
@@ -53,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._backend import (
+from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
     check_memory,
@@ -64,197 +30,18 @@ from ._backend import (
     rows_per_tile,
     tile_slices,
 )
-from ._linalg import cholesky
-from .kernels import parse_activation
+from .._linalg import cholesky
+from ._module import ACTIVATIONS, _SparseDKM
 
-__all__ = ["SparseDKMRegressor", "SparseDKMClassifier"]
-
-KERNELS = ("relu", "sqexp", "normalized_gaussian")
 # Monte Carlo draws used by predict_proba (fixed per fit, shared by every row, so that the
 # prediction of a row does not depend on the other rows of the batch).
 _N_PREDICT_SAMPLES = 256
 
 
-# ---------------------------------------------------------------------------------------------
-# Kernels on Gram matrices. Each maps (G_ij, G_ii, G_jj) elementwise (broadcasting) to the
-# covariance of the next layer's features, before the weight / bias scaling.
-# ---------------------------------------------------------------------------------------------
-
-_RELU = parse_activation("relu")
-_RBF_HALF = parse_activation("rbf(0.5)")
-
-
-def _relu_map(k12, k11, k22):
-    # ReLU arc-cosine kernel (Cho & Saul 2009): E[relu(u) relu(v)], exactly the NNGP map of
-    # kernels/ (so the nu -> inf limit is our nngp_kernel).
-    return _RELU.maps(k12, k11, k22, False)[0]
-
-
-def _sqexp_map(k12, k11, k22):
-    # Squared exponential on the feature distance: exp(-(G_ii + G_jj - 2 G_ij) / 2); this is the
-    # NNGP map of the "rbf(0.5)" activation of kernels/ (Rahimi & Recht random features).
-    return _RBF_HALF.maps(k12, k11, k22, False)[0]
-
-
-def _normalized_gaussian_map(k12, k11, k22):
-    # Normalised Gaussian kernel (Shankar et al. 2020, Sec. 3.2, as used by the DKM authors):
-    # sqrt(G_ii G_jj) exp(G_ij / sqrt(G_ii G_jj) - 1), i.e. an RBF between the normalised
-    # features, rescaled by the norms.
-    norm = torch.sqrt(torch.clamp(k11 * k22, min=torch.finfo(k12.dtype).tiny))
-    return norm * torch.exp(k12 / norm - 1.0)
-
-
-_KERNEL_MAPS = {
-    "relu": _relu_map,
-    "sqexp": _sqexp_map,
-    "normalized_gaussian": _normalized_gaussian_map,
-}
-
-
-def _chol_from(offdiag, logdiag):
-    """Lower-triangular factor with a positive (exponentiated) diagonal."""
-    return torch.tril(offdiag, diagonal=-1) + torch.diag_embed(torch.exp(logdiag))
-
-
-class _SparseDKM(torch.nn.Module):
-    """Parameters and forward pass of a sparse DKM with an SVGP output layer.
-
-    Parameters live on one device and dtype; ``Z`` (inducing inputs), ``log_ard`` (per-feature
-    log input scales), per layer the factor ``V_l`` of ``G_l^ii`` (see :meth:`whitened_factor`),
-    the whitened variational distribution ``q(v) = N(M, S_c)`` of each output
-    (``u_c = chol(K^ii) v_c``) and, for the Gaussian likelihood, the log of the noise above its
-    floor.
-    """
-
-    def __init__(self, Z, n_layers, kernel, w_std, b_std, n_outputs, ard, learn_inducing, jitter,
-                 noise=None, min_noise=0.0, learn_noise=True):
-        super().__init__()
-        m, d = Z.shape
-        self.n_layers = int(n_layers)
-        self.kernel = kernel
-        self.w2 = float(w_std) ** 2
-        self.b2 = float(b_std) ** 2
-        self.jitter = float(jitter)
-        self.min_noise = float(min_noise)
-        opts = {"dtype": Z.dtype, "device": Z.device}
-        self.Z = torch.nn.Parameter(Z.clone(), requires_grad=learn_inducing)
-        self.log_ard = torch.nn.Parameter(torch.zeros(d, **opts), requires_grad=ard)
-        self.gram_offdiag = torch.nn.ParameterList()
-        self.gram_logdiag = torch.nn.ParameterList()
-        # G_l^ii = L_K V_l V_l^T L_K^T with L_K = chol(K(G_{l-1}^ii)) and V_l lower triangular
-        # with a positive diagonal: the Cholesky factor of G_l^ii is L_K V_l. V_l = I at
-        # initialisation, so G_l^ii = K(G_{l-1}^ii) is the NNGP Gram and every KL is zero.
-        # Relative to the prior's factor, the KL does not depend on the conditioning of K.
-        for _ in range(self.n_layers):
-            self.gram_offdiag.append(torch.nn.Parameter(torch.zeros(m, m, **opts)))
-            self.gram_logdiag.append(torch.nn.Parameter(torch.zeros(m, **opts)))
-        self.q_mean = torch.nn.Parameter(torch.zeros(m, n_outputs, **opts))
-        self.q_offdiag = torch.nn.Parameter(torch.zeros(n_outputs, m, m, **opts))
-        self.q_logdiag = torch.nn.Parameter(torch.zeros(n_outputs, m, **opts))
-        if noise is not None:
-            init = torch.full((n_outputs,), float(noise) - self.min_noise, **opts)
-            self.log_noise = torch.nn.Parameter(torch.log(init), requires_grad=learn_noise)
-        else:
-            self.log_noise = None
-
-    # -- pieces -------------------------------------------------------------------------------
-    def noise(self):
-        return self.min_noise + torch.exp(self.log_noise)
-
-    def _scaled(self, X):
-        return X * torch.exp(self.log_ard)
-
-    def _input_gram_ii(self):
-        Zs = self._scaled(self.Z)
-        return self.w2 * (Zs @ Zs.T) / Zs.shape[1] + self.b2
-
-    def _k(self, k12, k11, k22):
-        return self.w2 * _KERNEL_MAPS[self.kernel](k12, k11, k22) + self.b2
-
-    def _kernel_ii(self, G):
-        diag = torch.diagonal(G)
-        K = self._k(G, diag[:, None], diag[None, :])
-        # dtype-dependent jitter relative to the mean variance (GPyTorch's defaults); the same
-        # jittered matrix serves the conditionals and the KL, so the KL is exactly 0 at init.
-        scale = self.jitter * diag.detach().mean().clamp(min=1.0)
-        return K + scale * torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
-
-    def whitened_factor(self, layer):
-        """``V_l``: the Cholesky factor of ``G_l^ii`` is ``chol(K(G_{l-1}^ii)) V_l``."""
-        return _chol_from(self.gram_offdiag[layer], self.gram_logdiag[layer])
-
-    def inducing_chain(self):
-        """Per kernel application: (chol of K^ii, diag of the Gram it was computed from); KLs."""
-        G = self._input_gram_ii()
-        chols, kls = [], []
-        m = G.shape[0]
-        for layer in range(self.n_layers + 1):
-            chol_k = cholesky(
-                self._kernel_ii(G), f"the layer-{layer} kernel on the inducing points",
-                "try fewer inducing points, a larger nu, a smaller learning_rate or float64",
-            )
-            chols.append((chol_k, torch.diagonal(G)))
-            if layer < self.n_layers:
-                V = self.whitened_factor(layer)
-                # KL(N(0, L V V^T L^T) || N(0, L L^T)) = KL(N(0, V V^T) || N(0, I))
-                #   = (|V|_F^2 - m - log det(V V^T)) / 2
-                kls.append(0.5 * ((V * V).sum() - m - 2 * self.gram_logdiag[layer].sum()))
-                chol_g = chol_k @ V
-                G = chol_g @ chol_g.T
-        return chols, kls
-
-    def top_features(self, X, chols):
-        """``A = chol(K^ii)^-1 K^it`` of the top kernel (m x b) and the diagonal ``k^tt``."""
-        Xs = self._scaled(X)
-        Zs = self._scaled(self.Z)
-        d = X.shape[1]
-        G_ti = self.w2 * (Xs @ Zs.T) / d + self.b2
-        g_t = self.w2 * (Xs * Xs).sum(1) / d + self.b2
-        for layer in range(self.n_layers + 1):
-            chol_k, g_i = chols[layer]
-            K_ti = self._k(G_ti, g_t[:, None], g_i[None, :])
-            k_t = self._k(g_t, g_t, g_t)
-            A = torch.linalg.solve_triangular(chol_k, K_ti.T, upper=False)
-            if layer == self.n_layers:
-                return A, k_t
-            V = self.whitened_factor(layer)
-            # Conditional blocks: G^ti = K^ti K^-1 G^ii = A^T V V^T L_K^T = B^T (L_K V)^T with
-            # B = V^T A, and diag G^tt = k^tt - |A|^2 + |B|^2 (columnwise).
-            B = V.T @ A
-            G_ti = B.T @ (chol_k @ V).T
-            g_t = torch.clamp(k_t - (A * A).sum(0), min=0.0) + (B * B).sum(0)
-
-    def output(self, A, k_t):
-        """Marginals of q(f): mean and variance, each (b, n_outputs)."""
-        mean = A.T @ self.q_mean
-        chol_s = _chol_from(self.q_offdiag, self.q_logdiag)  # (C, m, m)
-        SA = chol_s.transpose(-2, -1) @ A  # (C, m, b)
-        var = torch.clamp(k_t - (A * A).sum(0), min=0.0)[:, None] + (SA * SA).sum(1).T
-        return mean, var
-
-    def kl_output(self):
-        chol_s = _chol_from(self.q_offdiag, self.q_logdiag)
-        m = chol_s.shape[-1]
-        return 0.5 * (
-            (chol_s**2).sum() + (self.q_mean**2).sum() - m * chol_s.shape[0]
-            - 2 * self.q_logdiag.sum()
-        )
-
-    def forward(self, X):
-        chols, kls = self.inducing_chain()
-        A, k_t = self.top_features(X, chols)
-        mean, var = self.output(A, k_t)
-        return mean, var, kls
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared estimator logic
-# ---------------------------------------------------------------------------------------------
-
 class _BaseSparseDKM(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
-        "n_layers": [Interval(numbers.Integral, 0, None, closed="left")],
-        "kernel": [StrOptions(set(KERNELS))],
+        "n_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
         "nu": [Interval(numbers.Real, 0, None, closed="left"), "array-like"],
         "n_inducing": [Interval(numbers.Integral, 1, None, closed="left"), "array-like"],
         "w_std": [Interval(numbers.Real, 0, None, closed="neither"), None],
@@ -271,13 +58,14 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
     }
 
     def _nu_per_layer(self):
+        n_learned = self.n_hidden - 1
         nu = np.asarray(self.nu, dtype=float)
         if nu.ndim == 0:
-            nu = np.full(self.n_layers, float(nu))
-        elif nu.ndim != 1 or nu.shape[0] != self.n_layers:
+            nu = np.full(n_learned, float(nu))
+        elif nu.ndim != 1 or nu.shape[0] != n_learned:
             raise ValueError(
-                f"nu must be a number or have one value per layer (n_layers={self.n_layers}), "
-                f"got shape {nu.shape}."
+                f"nu must be a number or have one value per learned Gram layer (n_hidden - 1 = "
+                f"{n_learned}), got shape {nu.shape}."
             )
         if not np.all(np.isfinite(nu)) or np.any(nu < 0):
             raise ValueError(f"nu must be finite and non-negative, got {self.nu!r}")
@@ -287,7 +75,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         if self.w_std is not None:
             return float(self.w_std)
         # He scaling keeps the ReLU arc-cosine kernel's diagonal equal to the Gram's diagonal.
-        return math.sqrt(2.0) if self.kernel == "relu" else 1.0
+        return math.sqrt(2.0) if self.activation == "relu" else 1.0
 
     def _initial_inducing(self, X, gen):
         n, d = X.shape
@@ -316,7 +104,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         n = X.shape[0]
         # Parameters (L + 1 Cholesky-sized blocks and C variational factors) and three Adam
         # copies, plus the per-step (b, m) blocks.
-        n_params = (self.n_layers + n_outputs + 2) * m * m
+        n_params = (self.n_hidden + n_outputs + 1) * m * m
         check_memory(
             4 * estimate_bytes((n_params,), dtype)
             + 8 * estimate_bytes((min(self.batch_size, n), m), dtype),
@@ -331,7 +119,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         Zt = torch.tensor(Z0, dtype=dtype, device=self.device_)
         gaussian = likelihood == "gaussian"
         module = _SparseDKM(
-            Zt, self.n_layers, self.kernel, self._w_std(), self.b_std, n_outputs, self.ard,
+            Zt, self.n_hidden - 1, self.activation, self._w_std(), self.b_std, n_outputs, self.ard,
             self.learn_inducing, jitter,
             noise=self.noise if gaussian else None,
             min_noise=self.min_noise if gaussian else 0.0,
@@ -448,25 +236,26 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         with torch.no_grad():
             chols, _ = self.module_.inducing_chain()
             out = []
-            for layer in range(self.module_.n_layers):
+            for layer in range(self.module_.n_learned):
                 chol = chols[layer][0] @ self.module_.whitened_factor(layer)
                 out.append((chol @ chol.T).numpy().copy())
         return out
 
 
 _DOC_PARAMS = """
-    n_layers : int, default=2
-        Number of hidden layers with a learned Gram matrix (``L`` in Yang et al. 2023). The
-        kernel is applied ``n_layers + 1`` times, so ``n_layers=0`` is a plain SVGP with the
-        kernel on the inputs and the ``nu -> inf`` limit is the NNGP of a network with
-        ``n_layers + 1`` hidden layers (``kernels.nngp_kernel(..., n_hidden=n_layers + 1)``).
-    kernel : {"relu", "sqexp", "normalized_gaussian"}, default="relu"
-        Kernel applied to each layer's Gram matrix: the ReLU arc-cosine kernel (the NNGP map of
+    n_hidden : int, default=3
+        Number of hidden layers of the network whose NNGP is the ``nu -> inf`` limit
+        (``kernels.nngp_kernel(..., n_hidden=n_hidden)``): the activation's kernel map is applied
+        ``n_hidden`` times. The first hidden layer's Gram is fixed by the inputs; the other
+        ``n_hidden - 1`` have a learned Gram matrix (``L = n_hidden - 1`` in Yang et al. 2023),
+        so ``n_hidden=1`` is a plain SVGP with the one-hidden-layer NNGP kernel.
+    activation : {"relu", "sqexp", "normalized_gaussian"}, default="relu"
+        Kernel map applied to each layer's Gram matrix: the ReLU arc-cosine kernel (the NNGP map of
         ``kernels.parse_activation("relu")``), the squared exponential
         ``exp(-(G_ii + G_jj - 2 G_ij) / 2)`` (the map of ``"rbf(0.5)"``), or the normalised
         Gaussian ``sqrt(G_ii G_jj) exp(G_ij / sqrt(G_ii G_jj) - 1)``. Each is then scaled as a
         dense layer: ``w_std**2 * map + b_std**2``.
-    nu : float or array-like of shape (n_layers,), default=1.0
+    nu : float or array-like of shape (n_hidden - 1,), default=1.0
         Weight of each layer's KL term (the relative width). Large ``nu`` pins the layers at the
         NNGP; small ``nu`` lets the representation adapt to the data.
     n_inducing : int or array-like of shape (m, n_features), default=100
@@ -495,8 +284,8 @@ _DOC_PARAMS = """
         Print the objective about ten times during training when positive.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where to train; the fitted model is stored on the CPU.
-    dtype : {"float32", "float64"} or None, default=None
-        Floating type of the computation; ``None`` means float64 (kernel solves).
+    dtype : {"float32", "float64"}, default="float64"
+        Floating type of the computation (float64, as for every kernel solve).
 """
 
 _DOC_ATTRS = """
@@ -506,7 +295,7 @@ _DOC_ATTRS = """
         Learned inducing inputs.
     input_scales_ : ndarray of shape (n_features,)
         Learned ARD scales (inputs are multiplied by them).
-    layer_kl_ : ndarray of shape (n_layers,)
+    layer_kl_ : ndarray of shape (n_hidden - 1,)
         ``KL(N(0, G_l^ii) || N(0, K(G_{l-1}^ii)))`` of each layer after training.
     loss_curve_ : list of float
         Mean negative objective (per training point) of each epoch.
@@ -578,12 +367,13 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         "solve_output": ["boolean"],
     }
 
-    def __init__(self, n_layers=2, kernel="relu", nu=1.0, n_inducing=100, w_std=None, b_std=0.1,
-                 ard=True, learn_inducing=True, max_iter=100, batch_size=256, learning_rate=0.01,
-                 noise=0.1, min_noise=1e-6, learn_noise=True, normalize_y=True,
-                 solve_output=True, random_state=None, verbose=0, device="auto", dtype=None):
-        self.n_layers = n_layers
-        self.kernel = kernel
+    def __init__(self, n_hidden=3, activation="relu", nu=1.0, n_inducing=100, w_std=None,
+                 b_std=0.1, ard=True, learn_inducing=True, max_iter=100, batch_size=256,
+                 learning_rate=0.01, noise=0.1, min_noise=1e-6, learn_noise=True,
+                 normalize_y=True, solve_output=True, random_state=None, verbose=0,
+                 device="auto", dtype="float64"):
+        self.n_hidden = n_hidden
+        self.activation = activation
         self.nu = nu
         self.n_inducing = n_inducing
         self.w_std = w_std
@@ -722,7 +512,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
 
     Attributes
     ----------""" + _DOC_ATTRS + """    classes_ : ndarray of shape (n_classes,)
-    predict_draws_ : tensor of shape (256, n_classes)
+    predict_draws_ : ndarray of shape (256, n_classes)
         Standard-normal draws shared by every row in :meth:`predict_proba`, so that a row's
         probabilities do not depend on the other rows.
 
@@ -745,11 +535,12 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         "n_mc_samples": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_layers=2, kernel="relu", nu=1.0, n_inducing=100, w_std=None, b_std=0.1,
-                 ard=True, learn_inducing=True, max_iter=100, batch_size=256, learning_rate=0.01,
-                 n_mc_samples=8, random_state=None, verbose=0, device="auto", dtype=None):
-        self.n_layers = n_layers
-        self.kernel = kernel
+    def __init__(self, n_hidden=3, activation="relu", nu=1.0, n_inducing=100, w_std=None,
+                 b_std=0.1, ard=True, learn_inducing=True, max_iter=100, batch_size=256,
+                 learning_rate=0.01, n_mc_samples=8, random_state=None, verbose=0,
+                 device="auto", dtype="float64"):
+        self.n_hidden = n_hidden
+        self.activation = activation
         self.nu = nu
         self.n_inducing = n_inducing
         self.w_std = w_std
@@ -803,7 +594,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         self.predict_draws_ = torch.randn(
             (_N_PREDICT_SAMPLES, len(self.classes_)), generator=gen,
             dtype=self.module_.Z.dtype,
-        )
+        ).numpy()
         return self
 
     def predict_proba(self, X):
@@ -819,7 +610,8 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         """
         check_is_fitted(self)
         mean, var = self._marginals(X)
-        f = mean[None] + torch.sqrt(var)[None] * self.predict_draws_[:, None, :]
+        draws = torch.from_numpy(self.predict_draws_)
+        f = mean[None] + torch.sqrt(var)[None] * draws[:, None, :]
         proba = torch.softmax(f, dim=-1).mean(0)
         return proba.numpy()
 

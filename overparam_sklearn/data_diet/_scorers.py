@@ -1,0 +1,528 @@
+"""The scorer estimators: networks trained briefly over several initialisations with skorch."""
+
+import copy
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    _fit_context,
+)
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import Callback
+from torch import nn
+
+from .._backend import (
+    DEVICE_OPTIONS,
+    DTYPE_OPTIONS,
+    numpy_dtype,
+    resolve_device,
+    resolve_dtype,
+    seed_from_random_state,
+    to_numpy,
+    to_tensor,
+)
+from ._mlp import _build_module, _logits
+from ._scores import _forgetting_counts, el2n_scores, grand_scores, grand_scores_last_layer
+
+
+class _EpochTracker(Callback):
+    """skorch callback: per-epoch correctness on the training set (and weight snapshots)."""
+
+    def __init__(self, X, y, keep_snapshots):
+        self.X = X
+        self.y = y
+        self.keep_snapshots = keep_snapshots
+
+    def initialize(self):
+        self.correct_ = []
+        self.snapshots_ = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        module = net.module_
+        logits = _logits(module, self.X)
+        self.correct_.append((logits.argmax(dim=1) == self.y).cpu())
+        if self.keep_snapshots:
+            self.snapshots_.append(
+                {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+            )
+        module.train()
+
+
+def _net_to_cpu(net):
+    """Move a fitted skorch net (module and optimizer state) to the CPU, in place."""
+    net.module_.to("cpu")
+    for state in net.optimizer_.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor):
+                state[k] = v.to("cpu")
+    net.criterion_.to("cpu")
+    net.device = "cpu"
+    return net
+
+
+_SCORER_CONSTRAINTS = {
+    "n_estimators": [Interval(Integral, 1, None, closed="left")],
+    "score_epoch": [Interval(Integral, 0, None, closed="left")],
+    "module": [None, callable],
+    "module_params": [None, dict],
+    "optimizer": [callable],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "device": DEVICE_OPTIONS,
+    "dtype": DTYPE_OPTIONS,
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
+_COMMON_PARAMS_DOC = """
+    n_estimators : int, default=5
+        Number of independently initialised networks the scores are averaged over (Paul et al.
+        use 10).
+    score_epoch : int, default=10
+        Epochs of training before scoring. ``0`` scores the networks at initialisation.
+    module : torch.nn.Module class, instance or None, default=None
+        The network, in skorch's convention: a class instantiated with ``module_params``
+        (``n_features`` and ``n_classes`` are filled in when the class accepts them and they are
+        not given), or an instance that is copied for each model. It must output logits.
+        ``None`` is a small MLP (``hidden_layer_sizes=(128,)``, ``activation="relu"``). Weights of
+        every model are redrawn from a private generator (PyTorch's default Linear/Conv
+        initialisation), never from torch's global RNG.
+    module_params : dict or None, default=None
+        Keyword arguments of ``module``. As in skorch, each is also reachable as
+        ``set_params(module__<name>=value)`` (so ``GridSearchCV`` can search
+        ``scorer__module__hidden_layer_sizes``), which updates this dict.
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+        Learning rate.
+    batch_size : int, default=64
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where training and scoring run; fitted networks are kept on the CPU.
+    dtype : {"float32", "float64"}, default="float32"
+        Network precision (float32, as for every neural network).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation and the minibatch order of every model (private generators).
+    verbose : int, default=0
+        Print progress per model when > 0 (and skorch's epoch log when > 1).
+"""
+
+
+class _BaseScorer(BaseEstimator):
+    """Shared ``fit`` of the scorers: train ``n_estimators`` networks with skorch, score each."""
+
+    _parameter_constraints = dict(_SCORER_CONSTRAINTS)
+    _keep_snapshots = False
+
+    def __init__(
+        self,
+        n_estimators=5,
+        score_epoch=10,
+        module=None,
+        module_params=None,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        batch_size=64,
+        device="auto",
+        dtype="float32",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_estimators = n_estimators
+        self.score_epoch = score_epoch
+        self.module = module
+        self.module_params = module_params
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _module_kwargs(self):
+        return dict(self.module_params or {})
+
+    def set_params(self, **params):
+        """Set parameters; ``module__<name>=value`` updates ``module_params`` (skorch style).
+
+        Returns
+        -------
+        self : object
+        """
+        module_kw = {k[len("module__") :]: params.pop(k) for k in list(params)
+                     if k.startswith("module__")}
+        if "module_params" in params:
+            self.module_params = params.pop("module_params")
+        if module_kw:
+            self.module_params = {**(self.module_params or {}), **module_kw}
+        return super().set_params(**params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.non_deterministic = False
+        return tags
+
+    # --- fitting ---------------------------------------------------------------------------
+
+    def _validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        return np.array(X, dtype=numpy_dtype(self.dtype_), order="C", copy=True)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train ``n_estimators`` networks for ``score_epoch`` epochs and score the training set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            Fitted scorer; ``scores_`` holds the training scores averaged over the models.
+        """
+        from skorch import NeuralNetClassifier
+
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self.device_ = resolve_device(self.device)
+        self.dtype_ = resolve_dtype(self.dtype, "float32")
+        X = np.array(X, dtype=numpy_dtype(self.dtype_), order="C", copy=True)
+        self.label_encoder_ = LabelEncoder().fit(y)
+        self.classes_ = self.label_encoder_.classes_
+        y_enc = self.label_encoder_.transform(y).astype(np.int64)
+        n_classes = len(self.classes_)
+
+        rng = check_random_state(self.random_state)
+        Xt = to_tensor(X, self.device_, self.dtype_)
+        yt = torch.as_tensor(y_enc, device=self.device_)
+        track = self.score_epoch > 0 and (self._keep_snapshots or self._needs_tracking)
+        self.estimators_, self.snapshots_, per_model = [], [], []
+        start = time.perf_counter()
+        for m in range(self.n_estimators):
+            seed = seed_from_random_state(rng)
+            init_gen = torch.Generator(device="cpu")
+            init_gen.manual_seed(seed)
+            shuffle_gen = torch.Generator(device="cpu")
+            shuffle_gen.manual_seed(seed + 1)
+            module = _build_module(
+                self.module,
+                self._module_kwargs(),
+                X.shape[1],
+                n_classes,
+                init_gen,
+                self.device_,
+                self.dtype_,
+            )
+            callbacks = []
+            tracker = None
+            if track:
+                tracker = _EpochTracker(Xt, yt, self._keep_snapshots)
+                callbacks.append(("data_diet_tracker", tracker))
+            net = NeuralNetClassifier(
+                module=module,
+                criterion=nn.CrossEntropyLoss,
+                optimizer=self.optimizer,
+                lr=self.lr,
+                max_epochs=self.score_epoch,
+                batch_size=self.batch_size,
+                train_split=None,
+                callbacks=callbacks,
+                device=str(self.device_),
+                iterator_train__shuffle=True,
+                iterator_train__generator=shuffle_gen,
+                classes=np.arange(n_classes),
+                # skorch unpickles its CUDA-dependent attributes (module objects, not only
+                # tensors) with torch.load when the scorer itself is unpickled; that is the
+                # trust a pickle already asks for, and weights_only=True cannot load modules.
+                torch_load_kwargs={"weights_only": False},
+                verbose=max(0, int(self.verbose) - 1),
+            )
+            if self.score_epoch > 0:
+                net.fit(X, y_enc)
+            else:
+                net.initialize()
+            scores = self._score_trained(net.module_, Xt, yt, tracker)
+            per_model.append(to_numpy(scores).astype(np.float64))
+            if tracker is not None:
+                self.snapshots_.append(tracker.snapshots_)
+                # the tracker holds the training data; do not keep it in the fitted net
+                tracker.X = tracker.y = None
+                tracker.snapshots_ = tracker.correct_ = None
+            self.estimators_.append(_net_to_cpu(net))
+            if self.verbose > 0:
+                print(
+                    f"[{type(self).__name__}] model {m + 1}/{self.n_estimators} trained and "
+                    f"scored ({time.perf_counter() - start:.1f} s)"
+                )
+        self.scores_per_model_ = np.stack(per_model)
+        self.scores_ = self.scores_per_model_.mean(axis=0)
+        return self
+
+    _needs_tracking = False
+
+    def _score_trained(self, module, X, y, tracker):
+        return self._score_module(module, X, y)
+
+    # --- scoring new data ------------------------------------------------------------------
+
+    def score_samples(self, X, y=None):
+        """Score labelled data with the fitted networks (larger = harder), averaged over models.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or None, default=None
+            True labels (the data-diet scores proper). Without labels every row is scored
+            against the class the fitted networks predict (argmax of their averaged
+            probabilities), a label-free uncertainty score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), float64
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        device = self._score_device()
+        Xt = to_tensor(X, device, self.dtype_)
+        modules = [self._module_on_device(net.module_, device) for net in self.estimators_]
+        if y is None:
+            probs = sum(torch.softmax(_logits(mod, Xt), dim=1) for mod in modules)
+            yt = probs.argmax(dim=1)
+        else:
+            y = np.asarray(y)
+            if y.ndim != 1 or y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"y must be 1-D with one label per row of X ({X.shape[0]}), "
+                    f"got shape {y.shape}"
+                )
+            unseen = ~np.isin(y, self.classes_)
+            if unseen.any():
+                raise ValueError(
+                    f"y contains labels not seen in fit: {np.unique(y[unseen])[:5].tolist()}"
+                )
+            yt = torch.as_tensor(
+                self.label_encoder_.transform(y).astype(np.int64), device=device
+            )
+        out = [to_numpy(self._score_new(m, mod, Xt, yt)) for m, mod in enumerate(modules)]
+        return np.mean(np.stack(out).astype(np.float64), axis=0)
+
+    def _score_device(self):
+        # A scorer fitted on a GPU and unpickled on a machine without one scores on the CPU.
+        if self.device_.type == "cuda" and not torch.cuda.is_available():
+            return torch.device("cpu")
+        return self.device_
+
+    @staticmethod
+    def _module_on_device(module, device):
+        if device.type == "cpu":
+            return module
+        return copy.deepcopy(module).to(device)
+
+    def _score_new(self, m, module, X, y):
+        return self._score_module(module, X, y)
+
+
+class EL2NScorer(_BaseScorer):
+    __doc__ = (
+        """EL2N data-pruning scores: the norm of the softmax error early in training.
+
+    ``score(x, y) = mean_m || softmax(f_m(x)) - onehot(y) ||_2`` over ``n_estimators`` networks
+    trained for ``score_epoch`` epochs (Paul, Ganguli & Dziugaite 2021, eq. 2). Large scores mark
+    hard or mislabelled examples. Networks train in float32 by default (cross-entropy, skorch).
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMS_DOC
+        + """
+    Attributes
+    ----------
+    scores_ : ndarray of shape (n_samples,)
+        Training scores averaged over the models (float64).
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
+    estimators_ : list of skorch.NeuralNetClassifier
+        The trained networks, on the CPU.
+    classes_ : ndarray of shape (n_classes,)
+    device_ : torch.device
+    dtype_ : torch.dtype
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from overparam_sklearn import EL2NScorer
+    >>> X, y = load_iris(return_X_y=True)
+    >>> scorer = EL2NScorer(n_estimators=2, score_epoch=3, random_state=0).fit(X, y)
+    >>> scorer.scores_.shape
+    (150,)
+    """
+    )
+
+    def _score_module(self, module, X, y):
+        return el2n_scores(module, X, y)
+
+
+class GraNdScorer(_BaseScorer):
+    __doc__ = (
+        """GraNd data-pruning scores: the norm of the per-example loss gradient.
+
+    ``score(x, y) = mean_m || grad_theta CE(f_m(x), y) ||_2`` (Paul, Ganguli & Dziugaite 2021,
+    eq. 1), by default over all parameters, batched per example with ``torch.func`` (``vmap`` of
+    ``grad`` of ``functional_call``); peak memory is bounded by tiling rows (about 64 MB of
+    per-example gradients per tile). ``gradient="last_layer"`` uses the closed form
+    ``||softmax(z) - e_y|| * sqrt(||h||^2 + 1)`` for the readout ``z = W h + b``.
+
+    ``score_epoch=0`` scores at initialisation as in the paper's headline, but that is not
+    recommended: Kirsch (2023, "Does 'Deep Learning on a Data Diet' reproduce?") found GraNd at
+    initialisation no better than random pruning, while EL2N a few epochs in reproduces. Networks
+    train in float32 by default.
+
+    Parameters
+    ----------
+    gradient : {"all", "last_layer"}, default="all"
+        Parameters the gradient norm is taken over."""
+        + _COMMON_PARAMS_DOC
+        + """
+    Attributes
+    ----------
+    scores_ : ndarray of shape (n_samples,)
+        Training scores averaged over the models (float64).
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
+    estimators_ : list of skorch.NeuralNetClassifier
+        The trained networks, on the CPU.
+    classes_ : ndarray of shape (n_classes,)
+    device_ : torch.device
+    dtype_ : torch.dtype
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from overparam_sklearn import GraNdScorer
+    >>> X, y = load_iris(return_X_y=True)
+    >>> scorer = GraNdScorer(n_estimators=2, score_epoch=3, random_state=0).fit(X, y)
+    >>> scorer.scores_.shape
+    (150,)
+    """
+    )
+
+    _parameter_constraints = {
+        **_SCORER_CONSTRAINTS,
+        "gradient": [StrOptions({"all", "last_layer"})],
+    }
+
+    def __init__(
+        self,
+        gradient="all",
+        n_estimators=5,
+        score_epoch=10,
+        module=None,
+        module_params=None,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        batch_size=64,
+        device="auto",
+        dtype="float32",
+        random_state=None,
+        verbose=0,
+    ):
+        self.gradient = gradient
+        super().__init__(
+            n_estimators=n_estimators,
+            score_epoch=score_epoch,
+            module=module,
+            module_params=module_params,
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            random_state=random_state,
+            verbose=verbose,
+        )
+
+    def _score_module(self, module, X, y):
+        if self.gradient == "last_layer":
+            return grand_scores_last_layer(module, X, y)
+        return grand_scores(module, X, y)
+
+
+class ForgettingScorer(_BaseScorer):
+    __doc__ = (
+        """Forgetting-event counts (Toneva et al., ICLR 2019), averaged over networks.
+
+    Each of ``n_estimators`` networks trains for ``score_epoch`` epochs; after every epoch the
+    whole training set is classified, and a forgetting event is a transition from correct to wrong
+    between consecutive epochs (the state before training counts as "not learned"). Examples never
+    learned count ``score_epoch`` events, more than any learned example can have, so they rank as
+    the most forgettable (Toneva et al. treat them as forgotten infinitely often). Evaluating once
+    per epoch, rather than at every minibatch presentation as Toneva et al. do, is a coarser but
+    common approximation.
+
+    ``score_samples(X, y)`` replays the same count on new data with the per-epoch snapshots of
+    every network (``snapshots_``; ``n_estimators * score_epoch`` CPU copies of the weights), so
+    ``score_samples(X_train, y_train)`` equals ``scores_``. Networks train in float32 by default.
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMS_DOC.replace(
+            "score_epoch : int, default=10\n        Epochs of training before scoring. "
+            "``0`` scores the networks at initialisation.",
+            "score_epoch : int, default=10\n        Training epochs over which forgetting events "
+            "are counted (at least 1).",
+        )
+        + """
+    Attributes
+    ----------
+    scores_ : ndarray of shape (n_samples,)
+        Forgetting counts averaged over the models (float64).
+    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
+    estimators_ : list of skorch.NeuralNetClassifier
+        The trained networks, on the CPU.
+    snapshots_ : list of list of dict
+        ``snapshots_[m][e]`` is the state dict of network ``m`` after epoch ``e + 1``.
+    classes_ : ndarray of shape (n_classes,)
+    device_ : torch.device
+    dtype_ : torch.dtype
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from overparam_sklearn import ForgettingScorer
+    >>> X, y = load_iris(return_X_y=True)
+    >>> scorer = ForgettingScorer(n_estimators=2, score_epoch=4, random_state=0).fit(X, y)
+    >>> bool(scorer.scores_.max() <= 4)
+    True
+    """
+    )
+
+    _parameter_constraints = {
+        **_SCORER_CONSTRAINTS,
+        "score_epoch": [Interval(Integral, 1, None, closed="left")],
+    }
+    _keep_snapshots = True
+    _needs_tracking = True
+
+    def _score_trained(self, module, X, y, tracker):
+        return _forgetting_counts(torch.stack(tracker.correct_))
+
+    def _score_new(self, m, module, X, y):
+        replay = copy.deepcopy(module)
+        correct = []
+        for state in self.snapshots_[m]:
+            replay.load_state_dict(state)
+            replay.to(X.device)
+            correct.append((_logits(replay, X).argmax(dim=1) == y).cpu())
+        return _forgetting_counts(torch.stack(correct))
+

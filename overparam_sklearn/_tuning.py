@@ -90,7 +90,8 @@ def tune_marginal_likelihood(X, Y, *, kind, n_hidden, activation, parameterizati
     w_std, b_std, input_scales, alpha : float, float, array or None, float
         The starting point. ``b_std == 0`` is held at 0 (the bias-free network).
     ard : bool
-        One input scale per feature (True) or one shared scale.
+        One input scale per feature (True) or one shared scale. With True, the isotropic
+        problem is solved first and its optimum is the first start.
     n_restarts : int
         Further starts drawn log-uniformly from :data:`START_BOX` with ``random_state``.
     random_state : numpy RandomState
@@ -102,6 +103,18 @@ def tune_marginal_likelihood(X, Y, *, kind, n_hidden, activation, parameterizati
     """
     dtype, device = X.dtype, X.device
     n, d = X.shape
+    if ard:
+        # Start the per-feature search from the isotropic optimum (a cheap search in 3-4
+        # dimensions): measured on yacht and energy, it reaches higher likelihoods than ARD
+        # started at the given point (LML 470 vs 464 on yacht, 697 vs 677 on energy).
+        iso = tune_marginal_likelihood(
+            X, Y, kind=kind, n_hidden=n_hidden, activation=activation,
+            parameterization=parameterization, width=width, w_std=w_std, b_std=b_std,
+            input_scales=input_scales, alpha=alpha, ard=False, n_restarts=0,
+            random_state=random_state, max_iter=max_iter,
+        )
+        w_std, b_std, input_scales = iso["w_std"], iso["b_std"], iso["input_scales"]
+        alpha = iso["alpha"]
     n_scales = d if ard else 1
     fit_bias = b_std > 0
     names = ["input_scales"] * n_scales + ["w_std"] + (["b_std"] if fit_bias else []) + ["rho"]
@@ -133,7 +146,8 @@ def tune_marginal_likelihood(X, Y, *, kind, n_hidden, activation, parameterizati
     with torch.no_grad():
         c0 = float(_kernel_matrix(X, kind, n_hidden, activation, parameterization, width,
                                   w_std, b_std, start_scales).diagonal().mean())
-    rho0 = float(np.clip(alpha / c0, 1e-3, 1.0))
+    # a user's alpha (often a tiny default) is a poor start for the noise; an optimum is kept
+    rho0 = float(np.clip(alpha / c0, *((1e-3, 1.0) if not ard else BOUNDS["rho"])))
     z0 = list(np.log(start_scales if ard else [np.exp(np.log(start_scales).mean())]))
     z0 += [math.log(w_std)] + ([math.log(b_std)] if fit_bias else []) + [math.log(rho0)]
     starts = [np.clip(np.array(z0), *np.array(bounds).T)]

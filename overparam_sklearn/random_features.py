@@ -286,12 +286,13 @@ class _RandomFeatureRidge(BaseEstimator):
     _parameter_constraints = _RIDGE_CONSTRAINTS
 
     def __init__(self, n_components=500, activation="relu", w_std=1.0, b_std=0.0, alpha=1.0,
-                 alpha_selection="loo", fit_intercept=True, random_state=None, device="auto",
-                 dtype="float64", verbose=0):
+                 alpha_selection="loo", fit_intercept=True, input_scales=None, random_state=None,
+                 device="auto", dtype="float64", verbose=0):
         self.n_components = n_components
         self.activation = activation
         self.w_std = w_std
         self.b_std = b_std
+        self.input_scales = input_scales
         self.alpha = alpha
         self.alpha_selection = alpha_selection
         self.fit_intercept = fit_intercept
@@ -306,8 +307,8 @@ class _RandomFeatureRidge(BaseEstimator):
         dtype = resolve_dtype(self.dtype, "float64")
         features = RandomFeatures(
             n_components=self.n_components, activation=self.activation, w_std=self.w_std,
-            b_std=self.b_std, random_state=self.random_state, device=self.device,
-            dtype=self.dtype,
+            b_std=self.b_std, input_scales=self.input_scales, random_state=self.random_state,
+            device=self.device, dtype=self.dtype,
         )
         # same draws as RandomFeatures(...).fit(X): one generator seeded from random_state
         features.n_features_in_ = X.shape[1]
@@ -400,6 +401,8 @@ _PARAMS_DOC = """
         cross-validation, used when ``alpha`` is a grid.
     fit_intercept : bool, default=True
         Fit an unpenalised intercept (centre features and targets).
+    input_scales : array-like of shape (n_features,), default=None
+        Per-feature scales of the random layer's weights, as in :class:`RandomFeatures`.
     random_state : int, RandomState instance or None, default=None
         Seeds the random features; the same value gives the same features as
         ``RandomFeatures(random_state=...)``.

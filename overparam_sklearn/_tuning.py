@@ -140,9 +140,13 @@ def tune_marginal_likelihood(X, Y, *, kind, n_hidden, activation, parameterizati
         if lml is None or not torch.isfinite(lml):
             # Cannot happen for rho >= 1e-6 in float64 unless the kernel itself is not finite;
             # a huge value makes the line search step back.
-            return 1e25, np.zeros(len(names))
-        (grad,) = torch.autograd.grad(-lml, z)
-        return float(-lml.detach()), grad.detach().cpu().numpy().astype(np.float64)
+            return 1e10, np.zeros(len(names))
+        # Per-value scale: the LML's gradient is O(n), and L-BFGS-B's first step (identity
+        # Hessian) would go to a corner of the box, where a constant kernel can trap it (seen
+        # on wine: the isotropic search stopped at w_std = 0.05 and predicted the mean).
+        loss = -lml / Y.numel()
+        (grad,) = torch.autograd.grad(loss, z)
+        return float(loss.detach()), grad.detach().cpu().numpy().astype(np.float64)
 
     def start_vector(w, b, scales, alpha, rho_range):
         scales = np.ones(d) if scales is None else np.asarray(scales, float)
@@ -156,8 +160,10 @@ def tune_marginal_likelihood(X, Y, *, kind, n_hidden, activation, parameterizati
         return np.clip(np.array(z), *np.array(bounds).T)
 
     # a user's alpha (often a tiny default) is a poor start for the noise: clipped to
-    # [1e-3, 1] of the kernel's mean diagonal; the isotropic optimum's is kept
-    starts = [start_vector(w_std, b_std, input_scales, alpha, (1e-3, 1.0))]
+    # [0.1, 1] of the kernel's mean diagonal (measured: from 1e-3 the isotropic search on wine
+    # stopped in a near-constant kernel, LML -717.8, RMSE 0.857; from 0.2, LML -627.9, RMSE
+    # 0.633; the same optima on concrete, energy, yacht); the isotropic optimum's is kept
+    starts = [start_vector(w_std, b_std, input_scales, alpha, (0.1, 1.0))]
     if iso is not None:
         starts.insert(0, start_vector(iso["w_std"], iso["b_std"], iso["input_scales"],
                                       iso["alpha"], BOUNDS["rho"]))
@@ -176,7 +182,7 @@ def tune_marginal_likelihood(X, Y, *, kind, n_hidden, activation, parameterizati
         moved = moved or not np.allclose(result.x, z_start)
         if best is None or result.fun < best.fun:
             best = result
-    if not moved or best.fun >= 1e25:
+    if not moved or best.fun >= 1e10:
         warnings.warn(
             "Marginal-likelihood tuning did not move from its starting point(s) "
             f"({best.message}); the hyperparameters are those given. Try other starting "

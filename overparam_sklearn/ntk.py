@@ -348,7 +348,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         the kernel recursion and the Cholesky factor) and L-BFGS-B in log space within bounds
         chosen by measurement on the UCI sets. The given ``w_std``, ``b_std``, ``alpha`` and
         ``input_scales`` are the first start (``alpha`` is read relative to the kernel's mean
-        diagonal and clipped to ``[1e-3, 1]`` of it). ``b_std=0`` stays 0. The criterion is
+        diagonal and clipped to ``[0.1, 1]`` of it). ``b_std=0`` stays 0. The criterion is
         that of the converged model; a finite ``t`` is then applied with the tuned values.
         The cost is ``O(n^3)`` per L-BFGS step (typically 50-200 steps): tune on a subsample
         of a few thousand rows for larger sets. A ``ConvergenceWarning`` is raised if no start

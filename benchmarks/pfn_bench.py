@@ -12,11 +12,25 @@ test targets, in nats per point; "diff" is PFN minus reference, negative = PFN b
    WhiteKernel, 5 restarts). Target: PFN better for n <= 20, within 0.05 for n >= 100.
    ``fixed``: datasets from one GP inside the prior, against its exact posterior (target: within
    0.1 for n >= 100).
-3. ``real``: RMSE and NLL on diabetes and UCI sets (../shared/data/uci), PFN beside the ML-II GP.
+3. ``real`` (``--real`` runs only this): the shipping gate. Regression on load_diabetes and the
+   UCI sets in ../shared/data/uci (their fixed splits), classification on load_breast_cancer,
+   load_wine, load_iris and load_digits (stratified 5-fold); training subsets of n = 50, 200, 1000
+   (all features); splits 0-4. Baselines in the same run: RidgeCV (NLL from its leave-one-out
+   residual variance), HistGradientBoosting, GaussianProcessRegressor (ARD RBF + WhiteKernel,
+   ML-II, normalize_y) / LogisticRegressionCV (log-loss scoring), HistGradientBoosting,
+   GaussianProcessClassifier. RMSE and NLL (accuracy and log-loss), mean +- s.e. over splits,
+   fit + predict seconds. Every baseline cell is cached as one JSON file under
+   benchmarks/cache/pfn_real/ (gitignored), so a rerun, e.g. with candidate weights
+   (``--weights DIR --methods pfn``), recomputes only the PFN columns.
 4. ``speed``: 1000 queries from 1000 context points, d = 8 (target < 0.5 s and >= 20x faster
    than the GP's fit + predict with 5 restarts at n = 1000).
 
 Run from the repository root, e.g.::
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/pfn_bench.py --real --real-sizes 50 200 \\
+        --real-splits 0 1 2 --out benchmarks/results/pfn_real.json \\
+        --real-md benchmarks/results/pfn_real.md
+    OMP_NUM_THREADS=1 python benchmarks/pfn_bench.py --real --methods pfn --weights runs/x/export
 
     OMP_NUM_THREADS=1 python benchmarks/pfn_bench.py --sections machinery hyperprior speed \\
         --gp-fixed-weights runs/pfn_gp_fixed/export/gp_fixed.json --reps 4
@@ -33,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import stats
-from sklearn.datasets import load_diabetes
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
@@ -177,7 +190,8 @@ def section_machinery(args):
         print("\n## machinery: skipped (pass --gp-fixed-weights, the exported gp_fixed model)")
         return []
     print(
-        "\n## machinery: fixed-hyperparameter GP prior, PFN vs exact GP posterior (NLL, nats/point)"
+        "\n## machinery: fixed-hyperparameter GP prior, PFN vs exact GP posterior "
+        "(NLL, nats/point)"
     )
     print("| d | n | exact GP | PFN | diff |\n|---|---|---|---|---|")
     rows = []
@@ -190,16 +204,21 @@ def section_machinery(args):
                 )
                 m, sd = exact_gp_predict(Xtr, ytr, Xte, il, s, nz)
                 e.append(gauss_nll(yte, m, sd))
+                # one network pass on the standardised inputs (no ensemble, no stacking): the
+                # check is of the network itself; inputs are zero-padded as in training
                 reg = PFNRegressor(
-                    n_estimators=1, weights=args.gp_fixed_weights, device="cpu", random_state=r
+                    n_estimators=1,
+                    input_transform="standard",
+                    weights=args.gp_fixed_weights,
+                    device="cpu",
+                    random_state=r,
                 )
-                # the gp_fixed model takes 8 features; pad the inputs with zero columns as in training
                 p.append(pfn_nll(reg.fit(Xtr, ytr), Xte, yte)[0])
             row = dict(d=d, n=n, exact=np.mean(e), pfn=np.mean(p))
             rows.append(row)
+            diff = row["pfn"] - row["exact"]
             print(
-                f"| {d} | {n} | {row['exact']:.3f} | {row['pfn']:.3f} | {row['pfn'] - row['exact']:+.3f} |",
-                flush=True,
+                f"| {d} | {n} | {row['exact']:.3f} | {row['pfn']:.3f} | {diff:+.3f} |", flush=True
             )
     return rows
 
@@ -218,7 +237,7 @@ def section_hyperprior(args):
                     )
                     if kind == "hyper":
 
-                        def fit_gp():
+                        def fit_gp(d=d, r=r, Xtr=Xtr, ytr=ytr, Xte=Xte, yte=yte):
                             with warnings.catch_warnings():
                                 warnings.simplefilter("ignore", ConvergenceWarning)
                                 gp = ml2_gp(d, r).fit(Xtr, ytr)
@@ -244,84 +263,389 @@ def section_hyperprior(args):
                     pfn=float(np.mean(pf)) if pf else np.nan,
                 )
                 rows.append(row)
+                diff = row["pfn"] - row["ref"]
                 print(
-                    f"| {kind} | {d} | {n} | {name} | {row['ref']:.3f} | {row['pfn']:.3f} | {row['pfn'] - row['ref']:+.3f} |",
+                    f"| {kind} | {d} | {n} | {name} | {row['ref']:.3f} | {row['pfn']:.3f} | "
+                    f"{diff:+.3f} |",
                     flush=True,
                 )
     return rows
 
 
-def section_real(args):
-    print("\n## real data: PFN vs GP ML-II (original target scale; mean over splits)")
-    print(
-        "| data | n_train | d | GP RMSE | PFN RMSE | GP NLL | PFN NLL | GP fit+pred s | PFN fit+pred s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    rows = []
-    for name in args.datasets:
-        res = {k: [] for k in ("gp_rmse", "pfn_rmse", "gp_nll", "pfn_nll", "gp_t", "pfn_t")}
-        for split in range(args.splits):
-            if name == "diabetes":
-                X, y = load_diabetes(return_X_y=True)
-                Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.1, random_state=split)
-            else:
-                if not (UCI / name).exists():
-                    print(f"| {name} | skipped: {UCI / name} is absent |")
-                    break
-                Xtr, ytr, Xte, yte = load_uci(name, split)
-            mu, sdv = Xtr.mean(0), Xtr.std(0)
-            sdv[sdv == 0] = 1.0
-            Xtr_s, Xte_s = (Xtr - mu) / sdv, (Xte - mu) / sdv
-            # ML-II with 5 restarts costs O(n^3) per optimiser step: on the shared CPU the GP is
-            # fitted on a random subset of at most --gp-max-train points (the PFN sees all of them)
-            sub = np.arange(len(ytr))
-            if len(ytr) > args.gp_max_train:
-                sub = np.sort(
-                    np.random.RandomState(split).choice(len(ytr), args.gp_max_train, replace=False)
-                )
-            key = f"real/{name}/{split}" + (
-                f"/sub{args.gp_max_train}" if len(sub) < len(ytr) else ""
-            )
+# ------------------------------------------------------------------------------------------------
+# real data: the shipping gate of the PFN issue
 
-            def fit_gp():
-                t = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    gp = ml2_gp(Xtr.shape[1], split).fit(Xtr_s[sub], ytr[sub])
-                m, sd = gp.predict(Xte_s, return_std=True)
-                return [
-                    time.perf_counter() - t,
-                    float(np.sqrt(np.mean((m - yte) ** 2))),
-                    gauss_nll(yte, m, sd),
-                ]
+REG_SETS = [
+    "diabetes",
+    "boston",
+    "concrete",
+    "energy",
+    "kin8nm",
+    "naval",
+    "power",
+    "protein",
+    "wine",
+    "yacht",
+]
+CLF_SETS = ["breast_cancer", "wine_clf", "iris", "digits"]
+REG_METHODS = ["ridge", "hgb", "gp", "pfn"]
+CLF_METHODS = ["logreg", "hgb", "gpc", "pfn"]
+METHOD_NAMES = {
+    "ridge": "RidgeCV",
+    "hgb": "HGB",
+    "gp": "GP ML-II",
+    "logreg": "LogRegCV",
+    "gpc": "GPC",
+    "pfn": "PFN",
+}
+CACHE_DIR = ROOT / "benchmarks" / "cache" / "pfn_real"  # gitignored
 
-            gp_t, gp_rmse, gp_nll = args.cache.get(key, fit_gp)
-            res["gp_t"].append(gp_t)
-            res["gp_rmse"].append(gp_rmse)
-            res["gp_nll"].append(gp_nll)
-            if args.gp_only:
-                continue
-            t = time.perf_counter()
-            reg = PFNRegressor(
-                n_estimators=args.n_estimators, device="cpu", random_state=split
-            ).fit(Xtr, ytr)
-            nll, dist = pfn_nll(reg, Xte, yte)
-            res["pfn_t"].append(time.perf_counter() - t)
-            res["pfn_rmse"].append(np.sqrt(np.mean((dist.mean - yte) ** 2)))
-            res["pfn_nll"].append(nll)
-        if not res["gp_t"]:
-            continue
-        row = {k: float(np.mean(v)) if v else np.nan for k, v in res.items()}
-        n_gp = min(len(ytr), args.gp_max_train)
-        row.update(name=name, n_train=len(ytr), d=Xtr.shape[1], n_gp=n_gp)
-        rows.append(row)
-        n_txt = f"{len(ytr)}" + (f" (GP: {n_gp})" if n_gp < len(ytr) else "")
-        print(
-            f"| {name} | {n_txt} | {Xtr.shape[1]} | {row['gp_rmse']:.3f} | {row['pfn_rmse']:.3f} | "
-            f"{row['gp_nll']:.3f} | {row['pfn_nll']:.3f} | {row['gp_t']:.1f} | {row['pfn_t']:.2f} |",
-            flush=True,
+
+def real_split(name, split):
+    """(X_train, y_train, X_test, y_test, task) of split ``split`` of a real dataset.
+
+    UCI sets use their fixed split files; the sklearn sets a (stratified, for classification)
+    5-fold split with a fixed shuffle, fold ``split`` being the test set.
+    """
+    from sklearn import datasets
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if name in REG_SETS and name != "diabetes":
+        if not (UCI / name).exists():
+            raise FileNotFoundError(f"{UCI / name} is absent")
+        return (*load_uci(name, split), "regression")
+    loaders = {
+        "diabetes": datasets.load_diabetes,
+        "breast_cancer": datasets.load_breast_cancer,
+        "wine_clf": datasets.load_wine,
+        "iris": datasets.load_iris,
+        "digits": datasets.load_digits,
+    }
+    X, y = loaders[name](return_X_y=True)
+    task = "regression" if name == "diabetes" else "classification"
+    folds = (KFold if task == "regression" else StratifiedKFold)(5, shuffle=True, random_state=0)
+    tr, te = list(folds.split(X, y))[split]
+    return X[tr], y[tr], X[te], y[te], task
+
+
+def real_subset(Xtr, ytr, n, split, task):
+    """The first ``n`` training points of a seeded shuffle (stratified for classification)."""
+    if n >= len(ytr):
+        return Xtr, ytr
+    seed = 1000 * split + n
+    if task == "classification":
+        idx, _ = train_test_split(
+            np.arange(len(ytr)), train_size=n, stratify=ytr, random_state=seed
         )
-    return rows
+    else:
+        idx = np.random.RandomState(seed).choice(len(ytr), n, replace=False)
+    idx = np.sort(idx)
+    return Xtr[idx], ytr[idx]
+
+
+def _ridge_fit_predict(Xtr, ytr, Xte):
+    from sklearn.linear_model import RidgeCV
+    from sklearn.preprocessing import StandardScaler
+
+    sc = StandardScaler().fit(Xtr)
+    alphas = np.logspace(-6, 6, 25)
+    m = RidgeCV(alphas=alphas, store_cv_results=True).fit(sc.transform(Xtr), ytr)
+    # predictive std: the leave-one-out residual variance at the chosen alpha (homoscedastic)
+    loo = m.cv_results_[:, int(np.argmin(np.abs(alphas - m.alpha_)))]
+    return m.predict(sc.transform(Xte)), np.full(len(Xte), np.sqrt(loo.mean()))
+
+
+def real_fit_predict(method, task, Xtr, ytr, Xte, args, seed):
+    """Predictions of one method: regression (mean, std or None), classification probabilities
+    (columns in the order of np.unique(ytr))."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.gaussian_process import GaussianProcessClassifier
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from overparam_sklearn.pfn import PFNClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if method == "pfn":
+            kw = dict(device="cpu", random_state=seed)
+            if args.n_estimators is not None:
+                kw["n_estimators"] = args.n_estimators
+            if task == "regression":
+                if args.weights:
+                    kw["weights"] = str(Path(args.weights) / "regression.json")
+                reg = PFNRegressor(**kw).fit(Xtr, ytr)
+                return reg.predict(Xte, return_std=True)
+            if args.weights:
+                kw["weights"] = str(Path(args.weights) / "classification.json")
+            return PFNClassifier(**kw).fit(Xtr, ytr).predict_proba(Xte)
+        if method == "ridge":
+            return _ridge_fit_predict(Xtr, ytr, Xte)
+        if method == "hgb" and task == "regression":
+            return HistGradientBoostingRegressor(random_state=seed).fit(Xtr, ytr).predict(
+                Xte
+            ), None
+        if method == "gp":
+            sc = StandardScaler().fit(Xtr)
+            gp = ml2_gp(Xtr.shape[1], seed)
+            gp.n_restarts_optimizer = args.gp_restarts
+            gp.fit(sc.transform(Xtr), ytr)
+            return gp.predict(sc.transform(Xte), return_std=True)
+        if method == "logreg":
+            model = make_pipeline(
+                StandardScaler(),
+                LogisticRegressionCV(
+                    l1_ratios=(0.0,),
+                    scoring="neg_log_loss",
+                    max_iter=2000,
+                    use_legacy_attributes=False,
+                ),
+            )
+        elif method == "hgb":
+            model = HistGradientBoostingClassifier(random_state=seed)
+        elif method == "gpc":
+            model = make_pipeline(
+                StandardScaler(),
+                GaussianProcessClassifier(
+                    ConstantKernel(1.0, (1e-3, 1e3)) * RBF(1.0, (1e-2, 1e3)), random_state=seed
+                ),
+            )
+        else:
+            raise ValueError(f"unknown method {method!r} for {task}")
+        return model.fit(Xtr, ytr).predict_proba(Xte)
+
+
+def real_cell(name, n, split, method, args):
+    """One (dataset, n, split, method) cell: metrics and fit + predict seconds. Baselines are
+    cached on disk (one JSON file per cell); the PFN is recomputed unless ``--cache-pfn``."""
+    from sklearn.metrics import log_loss
+
+    cache = None
+    if method != "pfn" or args.cache_pfn:
+        tag = method if method != "pfn" else f"pfn-{args.cache_pfn}"
+        cache = Path(args.cache_dir) / tag / f"{name}_n{n}_s{split}.json"
+        if cache.exists():
+            return json.loads(cache.read_text())
+    Xtr, ytr, Xte, yte, task = real_split(name, split)
+    Xs, ys = real_subset(Xtr, ytr, n, split, task)
+    t = time.perf_counter()
+    out = real_fit_predict(method, task, Xs, ys, Xte, args, split)
+    seconds = time.perf_counter() - t
+    if task == "regression":
+        mean, std = out
+        res = dict(rmse=float(np.sqrt(np.mean((mean - yte) ** 2))))
+        res["nll"] = gauss_nll(yte, mean, std) if std is not None else None
+    else:
+        classes = np.unique(ys)
+        proba = np.clip(out, 1e-15, 1.0)
+        proba /= proba.sum(1, keepdims=True)
+        res = dict(
+            acc=float(np.mean(classes[np.argmax(proba, 1)] == yte)),
+            logloss=float(log_loss(yte, proba, labels=classes)),
+        )
+    res.update(seconds=seconds, n_train=len(ys), d=Xtr.shape[1], n_test=len(yte))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(res))
+        tmp.replace(cache)
+    return res
+
+
+def _mse(values):
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return None, None
+    se = v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
+    return float(v.mean()), float(se)
+
+
+def real_tables(rows, compare=None, style="md"):
+    """Tables (one per task and metric) from the aggregated rows: Markdown (``style="md"``) or
+    reStructuredText list-tables (``"rst"``, included by the user guide)."""
+    lines = []
+    by_task = {
+        "regression": [r for r in rows if r["task"] == "regression"],
+        "classification": [r for r in rows if r["task"] == "classification"],
+    }
+    metrics = {
+        "regression": [("rmse", "RMSE", "{:.3g}"), ("nll", "NLL (nats)", "{:.3f}")],
+        "classification": [("acc", "accuracy", "{:.3f}"), ("logloss", "log-loss", "{:.3f}")],
+    }
+    for task, trows in by_task.items():
+        if not trows:
+            continue
+        methods = [
+            m
+            for m in (REG_METHODS if task == "regression" else CLF_METHODS)
+            if any(m in r["methods"] for r in trows)
+        ]
+        extra = ["pfn_before"] if compare else []
+        for key, label, fmt in metrics[task] + [("seconds", "fit + predict s", "{:.2g}")]:
+            head = ["data", "n", "d", "splits"] + [METHOD_NAMES[m] for m in methods]
+            head += ["PFN (before)"] if extra else []
+            body = []
+            for r in trows:
+                cells = [r["name"], str(r["n_train"]), str(r["d"]), str(r["splits"])]
+                for m in methods + extra:
+                    src = (
+                        r["methods"].get(m)
+                        if m != "pfn_before"
+                        else (compare.get((r["name"], r["n"]), {}) if compare else {})
+                    )
+                    mean, se = (src or {}).get(key, (None, None))
+                    cells.append("–" if mean is None else f"{fmt.format(mean)} ± {fmt.format(se)}")
+                body.append(cells)
+            title = f"{task}: {label}, mean ± s.e. over splits"
+            if style == "rst":
+                lines += ["", f".. list-table:: {title}", "   :header-rows: 1", ""]
+                for row in [head] + body:
+                    lines.append("   * - " + row[0])
+                    lines += [f"     - {c}" for c in row[1:]]
+            else:
+                lines += ["", title, "", "| " + " | ".join(head) + " |"]
+                lines.append("|" + "---|" * len(head))
+                lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def real_summary(rows):
+    """How the PFN stands against the issue's targets."""
+    out = []
+    reg = [r for r in rows if r["task"] == "regression" and "pfn" in r["methods"]]
+    small = [r for r in reg if r["n"] <= 200]
+    for n in sorted({r["n"] for r in small}):
+        ok, total = 0, 0
+        for r in (r for r in small if r["n"] == n):
+            m = r["methods"]
+            best = min(m[k]["rmse"][0] for k in ("ridge", "hgb", "gp") if k in m)
+            if "gp" not in m:
+                continue
+            total += 1
+            ok += m["pfn"]["nll"][0] <= m["gp"]["nll"][0] and m["pfn"]["rmse"][0] <= 1.05 * best
+        out.append(
+            f"regression n = {n}: PFN NLL <= GP and RMSE within 5% of the best baseline "
+            f"on {ok} of {total} sets (target: 7 of 10)"
+        )
+    big = [r for r in reg if r["n"] >= 1000 and "gp" in r["methods"]]
+    if big:
+        diff = np.mean([r["methods"]["pfn"]["nll"][0] - r["methods"]["gp"]["nll"][0] for r in big])
+        out.append(
+            f"regression n = 1000: mean PFN - GP NLL {diff:+.3f} nats over {len(big)} sets "
+            "(target <= 0.1)"
+        )
+    clf = [r for r in rows if r["task"] == "classification" and "pfn" in r["methods"]]
+    for n in sorted({r["n"] for r in clf}):
+        cr = [r for r in clf if r["n"] == n]
+        parts = []
+        for k in ("logreg", "hgb", "gpc"):
+            if all(k in r["methods"] for r in cr):
+                d = np.mean(
+                    [r["methods"]["pfn"]["logloss"][0] - r["methods"][k]["logloss"][0] for r in cr]
+                )
+                parts.append(f"PFN - {METHOD_NAMES[k]} log-loss {d:+.3f}")
+        gap = max(
+            max(r["methods"][k]["acc"][0] for k in ("logreg", "hgb", "gpc") if k in r["methods"])
+            - r["methods"]["pfn"]["acc"][0]
+            for r in cr
+        )
+        parts.append(f"largest accuracy gap to the best baseline {100 * gap:.1f} points")
+        out.append(f"classification n = {n} (mean over {len(cr)} sets): " + "; ".join(parts))
+    return out
+
+
+def _compare_rows(path):
+    if not path:
+        return None
+    old = json.loads(Path(path).read_text())
+    old_rows = old["real"]["rows"] if "real" in old else old["rows"]
+    return {(r["name"], r["n"]): r["methods"].get("pfn") for r in old_rows}
+
+
+def section_real(args):
+    sets = args.sets or (REG_SETS + CLF_SETS)
+    methods = args.methods
+    print(
+        f"\n## real data: sets {sets}, n {args.real_sizes}, splits {args.real_splits}, "
+        f"methods {methods}; PFN weights {args.weights or 'shipped'}"
+    )
+    rows = []
+    for name in sets:
+        task = "regression" if name in REG_SETS else "classification"
+        allowed = REG_METHODS if task == "regression" else CLF_METHODS
+        for n in args.real_sizes:
+            per = {}
+            info = None
+            for method in [m for m in allowed if m in methods]:
+                cells = []
+                for split in args.real_splits:
+                    try:
+                        c = real_cell(name, n, split, method, args)
+                    except FileNotFoundError as e:
+                        print(f"{name}: skipped ({e})")
+                        break
+                    cells.append(c)
+                    info = c
+                    if args.verbose:
+                        print(
+                            f"  {name} n={n} split={split} {method}: "
+                            + ", ".join(
+                                f"{k}={v:.4g}" for k, v in c.items() if isinstance(v, float)
+                            ),
+                            flush=True,
+                        )
+                if cells:
+                    keys = ("rmse", "nll") if task == "regression" else ("acc", "logloss")
+                    per[method] = {k: _mse([c[k] for c in cells]) for k in keys + ("seconds",)}
+                    per[method]["splits"] = len(cells)
+            if info is None:
+                continue
+            row = dict(
+                name=name,
+                task=task,
+                n=n,
+                n_train=info["n_train"],
+                d=info["d"],
+                splits=min(v["splits"] for v in per.values()),
+                methods=per,
+            )
+            rows.append(row)
+            print(
+                f"{name} n={n}: "
+                + "; ".join(
+                    f"{k} "
+                    + ", ".join(
+                        f"{kk}={vv[0]:.4g}"
+                        for kk, vv in v.items()
+                        if isinstance(vv, tuple) and vv[0] is not None
+                    )
+                    for k, v in per.items()
+                ),
+                flush=True,
+            )
+    compare = _compare_rows(args.compare)
+    return write_real(rows, compare, args)
+
+
+def write_real(rows, compare, args):
+    """Print and write (``--real-md``, ``--real-rst``) the tables and the target summary."""
+    table = real_tables(rows, compare)
+    summary = real_summary(rows)
+    header = (
+        f"Measured with `{' '.join(['python benchmarks/pfn_bench.py'] + sys.argv[1:])}` "
+        f"(torch threads {torch.get_num_threads()}, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS')}, PFN weights: {args.weights or 'shipped'})."
+    )
+    text = header + "\n" + table + "\n\n" + "\n".join(f"* {s}" for s in summary) + "\n"
+    print(text)
+    if args.real_md:
+        Path(args.real_md).write_text(text)
+    if args.real_rst:
+        bullets = "\n".join(f"* {s}" for s in summary)
+        rst = header + "\n" + real_tables(rows, compare, "rst") + "\n\n" + bullets + "\n"
+        Path(args.real_rst).write_text(rst)
+    return {"rows": rows, "summary": summary}
 
 
 def section_speed(args):
@@ -351,11 +675,12 @@ def section_speed(args):
     out["gp"] = time.perf_counter() - t
     cpu["gp"] = time.process_time() - c
     print(
-        f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall time includes waiting "
-        "for the CPU; CPU seconds do not)"
+        f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall "
+        "time includes waiting for the CPU; CPU seconds do not)"
     )
     print(
-        "| method | fit + predict wall s | CPU s | GP / method (wall) | GP / method (CPU) |\n|---|---|---|---|---|"
+        "| method | fit + predict wall s | CPU s | GP / method (wall) | GP / method (CPU) |\n"
+        "|---|---|---|---|---|"
     )
     for k, v in out.items():
         print(
@@ -380,18 +705,48 @@ def main(argv=None):
     p.add_argument("--sizes-machinery", type=int, nargs="+", default=[10, 50, 100, 500])
     p.add_argument("--dims-machinery", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument(
-        "--datasets",
-        nargs="+",
-        default=["diabetes", "boston", "concrete", "energy", "yacht", "wine"],
+        "--n-estimators", type=int, default=None, help="PFN members (default: the estimator's)"
     )
-    p.add_argument("--splits", type=int, default=2)
-    p.add_argument("--n-estimators", type=int, default=4)
+    p.add_argument("--real", action="store_true", help="only the real-data section")
     p.add_argument(
-        "--gp-max-train",
-        type=int,
-        default=500,
-        help="real data: GP fitted on at most this many points",
+        "--sets", nargs="+", default=None, help=f"real data: subset of {REG_SETS + CLF_SETS}"
     )
+    p.add_argument("--real-sizes", type=int, nargs="+", default=[50, 200, 1000])
+    p.add_argument("--real-splits", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=sorted(set(REG_METHODS + CLF_METHODS)),
+        help="real data: methods to run (pfn ridge hgb gp logreg gpc)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="directory holding regression.json/.pt and classification.json/.pt "
+        "(default: the shipped weights)",
+    )
+    p.add_argument("--gp-restarts", type=int, default=2, help="real data: ML-II GP restarts")
+    p.add_argument("--cache-dir", default=str(CACHE_DIR), help="real data: per-cell cache")
+    p.add_argument(
+        "--cache-pfn",
+        default=None,
+        metavar="TAG",
+        help="real data: also cache PFN cells under this tag (resumable PFN runs)",
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        help="real data: JSON of an earlier run; its PFN column is shown beside",
+    )
+    p.add_argument("--real-md", default=None, help="real data: write the Markdown tables here")
+    p.add_argument("--real-rst", default=None, help="real data: write reST tables here")
+    p.add_argument(
+        "--tables-from",
+        default=None,
+        metavar="JSON",
+        help="real data: only rewrite the tables from the JSON (--out) of an earlier run",
+    )
+    p.add_argument("--verbose", action="store_true")
     p.add_argument("--speed-gp-restarts", type=int, default=5)
     p.add_argument("--out", default=None, help="write all rows as JSON here")
     p.add_argument(
@@ -401,7 +756,15 @@ def main(argv=None):
         "--gp-only", action="store_true", help="only compute (and cache) the GP references"
     )
     args = p.parse_args(argv)
+    if args.real:
+        args.sections = ["real"]
+    if args.n_estimators is None and set(args.sections) - {"real"}:
+        args.n_estimators = PFNRegressor().n_estimators  # the default ensemble
     args.cache = GPCache(args.cache)
+    if args.tables_from:
+        rows = json.loads(Path(args.tables_from).read_text())["real"]["rows"]
+        write_real(rows, _compare_rows(args.compare), args)
+        return
     print(
         f"# PFN benchmark  torch threads={torch.get_num_threads()}  OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS')}  torch {torch.__version__}"
@@ -411,7 +774,8 @@ def main(argv=None):
         t = time.perf_counter()
         results[name] = globals()[f"section_{name}"](args)
         print(
-            f"({name}: {time.perf_counter() - t:.0f} s; GP results from cache so far: {args.cache.hits})"
+            f"({name}: {time.perf_counter() - t:.0f} s; GP results from cache so far: "
+            f"{args.cache.hits})"
         )
     if args.out:
         with open(args.out, "w") as fh:

@@ -316,12 +316,13 @@ def main(argv=None):
     table = summarise(cells, args.datasets, args.models)
     rendered = render(table, args.datasets, args.models,
                       [m for m in BASELINES if m in args.models])
+    command = sys.argv[1:] if argv is None else argv
     meta = (f"Splits {args.splits}; 2 hidden ReLU layers; marginal-likelihood tuning on at most "
             f"{args.tune_rows} rows, kernel solves (GP, KRR, NTK/NNGP) on at most "
             f"{args.kernel_rows} rows; forests and boosting on all training rows; protein "
             f"subsampled to {PROTEIN_ROWS} training rows. ✓: the better ARD kernel is within "
             f"10% of the best baseline's RMSE. Threads: {threads}. Command: "
-            f"``python benchmarks/uci_bench.py {' '.join(argv if argv is not None else sys.argv[1:])}``.")
+            f"``python benchmarks/uci_bench.py {' '.join(command)}``.")
     md = markdown(rendered, meta)
     print(md)
     if args.markdown:

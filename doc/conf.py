@@ -1,10 +1,10 @@
 """Sphinx configuration for the overparam_sklearn documentation.
 
-Build (from the repository root; the gallery is not executed unless ``-D plot_gallery=1``)::
+Build (from the repository root; executes the gallery, as CI does)::
 
-    python -m sphinx -b html -W --keep-going -D plot_gallery=0 doc doc/_build/html
+    python -m sphinx -b html -W --keep-going doc doc/_build/html
 
-or ``make -C doc html`` (``make -C doc html-noplot`` is the CI variant, ``make -C doc clean``).
+or ``make -C doc html`` (``make -C doc html-noplot`` skips the examples, ``make -C doc clean``).
 """
 
 import os
@@ -64,8 +64,10 @@ numpydoc_attributes_as_param_list = True
 numpydoc_xref_param_type = False
 
 # -- sphinx-gallery -------------------------------------------------------------------------------
-# The gallery is built from ../examples/plot_*.py. CI does not execute it (plot_gallery=0, the
-# default here); `-D plot_gallery=1` runs every example, as a person building locally may.
+# The gallery is built from ../examples/plot_*.py and every example is executed (CI included), so
+# the built site shows the figures and an example that raises fails the build (sphinx-gallery
+# reports the failures at the end; abort_on_example_error=False lets the others run first).
+# `-D plot_gallery=0` skips the execution for a quick local build of the text.
 EXAMPLES = ROOT / "examples"
 _HEADERS = [EXAMPLES / f"{stem}{ext}" for stem in ("GALLERY_HEADER", "README")
             for ext in (".rst", ".txt")]
@@ -75,7 +77,7 @@ sphinx_gallery_conf = {
     "examples_dirs": [os.path.relpath(EXAMPLES, DOC)] if HAS_GALLERY else [],
     "gallery_dirs": ["auto_examples"] if HAS_GALLERY else [],
     "filename_pattern": r"/plot_",
-    "plot_gallery": "False",
+    "plot_gallery": "True",
     "backreferences_dir": "gen_modules/backreferences",
     "doc_module": ("overparam_sklearn",),
     "remove_config_comments": True,
@@ -85,12 +87,67 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
 }
 
-# -- keep the build warning-clean while the API grows --------------------------------------------
-# api.rst lists every planned public name. Names not (yet) importable from overparam_sklearn are
-# left out of the page with an info line instead of failing the build; a public name in
-# overparam_sklearn.__all__ that api.rst does not list is a warning (the docs must follow the
-# code).
+# -- the API reference lists every public name, and only names that exist --------------------
+# api.rst is checked against the code on every build: a listed name that does not import, or a
+# public name (in ``__all__`` of the package or of a public subpackage) that api.rst does not
+# list, fails the build with the names; nothing is dropped silently.
 _AUTOSUMMARY_ITEM = re.compile(r"^(\s{3,})([A-Za-z_][A-Za-z0-9_]*)\s*$")
+_CURRENTMODULE = re.compile(r"^\.\.\s+currentmodule::\s+(\S+)\s*$")
+#: Modules whose ``__all__`` is public API (the package re-exports most of it at the top).
+PUBLIC_MODULES = ("overparam_sklearn", "overparam_sklearn.kernels", "overparam_sklearn.theory",
+                  "overparam_sklearn.pfn", "overparam_sklearn.data_diet", "overparam_sklearn.dkm")
+
+
+class APIReferenceError(Exception):
+    """doc/api.rst and the public API disagree."""
+
+
+def api_entries(text=None):
+    """``[(module, name)]`` of the autosummary items of api.rst, in order."""
+    text = (DOC / "api.rst").read_text() if text is None else text
+    module, in_autosummary, out = "overparam_sklearn", False, []
+    for line in text.splitlines():
+        stripped = line.strip()
+        match = _CURRENTMODULE.match(stripped)
+        if match:
+            module = match.group(1)
+        if stripped.startswith(".. autosummary::"):
+            in_autosummary = True
+        elif in_autosummary and stripped and not line.startswith(" "):
+            in_autosummary = False
+        item = _AUTOSUMMARY_ITEM.match(line) if in_autosummary else None
+        if item and not stripped.startswith(":"):
+            out.append((module, item.group(2)))
+    return out
+
+
+def check_api_reference(text=None):
+    """Raise :class:`APIReferenceError` naming listed-but-missing and public-but-unlisted names."""
+    import importlib
+
+    entries = api_entries(text)
+    missing, documented = [], set()
+    for module, name in entries:
+        obj = getattr(importlib.import_module(module), name, None)
+        if obj is None:
+            missing.append(f"{module}.{name}")
+        else:
+            documented.add(id(obj))
+    undocumented = []
+    for module in PUBLIC_MODULES:
+        mod = importlib.import_module(module)
+        for name in getattr(mod, "__all__", ()):
+            if id(getattr(mod, name)) not in documented:
+                undocumented.append(f"{module}.{name}")
+    problems = []
+    if missing:
+        problems.append("doc/api.rst lists names that do not exist: " + ", ".join(missing))
+    if undocumented:
+        problems.append("public names missing from doc/api.rst: "
+                        + ", ".join(sorted(set(undocumented))))
+    if problems:
+        raise APIReferenceError("; ".join(problems))
+    return entries
 
 
 def _filter_api(app, docname, source):
@@ -98,46 +155,19 @@ def _filter_api(app, docname, source):
         source[0] = source[0].replace("   auto_examples/index\n", "")
         logger.info("[overparam_sklearn doc] examples/ has no GALLERY_HEADER.rst or README.txt; "
                     "the gallery is left out")
-    if docname != "api":
-        return
-    text = source[0]
-    out, listed, missing = [], set(), []
-    in_autosummary = False
-    for line in text.splitlines(keepends=True):
-        stripped = line.strip()
-        if stripped.startswith(".. autosummary::"):
-            in_autosummary = True
-        elif in_autosummary and stripped and not line.startswith(" "):
-            in_autosummary = False
-        match = _AUTOSUMMARY_ITEM.match(line.rstrip("\n")) if in_autosummary else None
-        if match and not stripped.startswith(":"):
-            name = match.group(2)
-            listed.add(name)
-            if not hasattr(overparam_sklearn, name):
-                missing.append(name)
-                continue
-        out.append(line)
-    if missing:
-        logger.info("[overparam_sklearn doc] planned API names not importable yet, left out of "
-                    "api.rst: " + ", ".join(missing))
-    undocumented = sorted(set(overparam_sklearn.__all__) - listed)
-    if undocumented:
-        logger.warning("public names in overparam_sklearn.__all__ missing from doc/api.rst: "
-                       + ", ".join(undocumented), location="api")
-    source[0] = "".join(out)
 
 
 _CLASS_STUB = """{name}
 {underline}
 
-.. currentmodule:: overparam_sklearn
+.. currentmodule:: {module}
 
 .. autoclass:: {name}
    :members:
    :inherited-members:
    :special-members: __call__
 
-.. minigallery:: overparam_sklearn.{name}
+.. minigallery:: {module}.{name}
    :add-heading: Examples using ``{name}``
    :heading-level: -
 """
@@ -145,33 +175,45 @@ _CLASS_STUB = """{name}
 _FUNCTION_STUB = """{name}
 {underline}
 
-.. currentmodule:: overparam_sklearn
+.. currentmodule:: {module}
 
 .. autofunction:: {name}
 
-.. minigallery:: overparam_sklearn.{name}
+.. minigallery:: {module}.{name}
    :add-heading: Examples using ``{name}``
    :heading-level: -
 """
 
+_DATA_STUB = """{name}
+{underline}
+
+.. currentmodule:: {module}
+
+.. autodata:: {name}
+   :no-value:
+"""
+
 
 def _write_api_stubs(app):
-    """Write gen_modules/<name>.rst for every name listed in api.rst that exists."""
+    """Check api.rst against the code, then write gen_modules/<module>.<name>.rst per entry."""
+    import importlib
     import inspect
 
-    text = (DOC / "api.rst").read_text()
-    names = [m.group(2) for m in map(_AUTOSUMMARY_ITEM.match, text.splitlines()) if m]
+    entries = check_api_reference()
     out_dir = DOC / "gen_modules"
     out_dir.mkdir(exist_ok=True)
     wanted = set()
-    for name in names:
-        obj = getattr(overparam_sklearn, name, None)
-        if obj is None:
-            continue
-        wanted.add(f"overparam_sklearn.{name}.rst")
-        template = _CLASS_STUB if inspect.isclass(obj) else _FUNCTION_STUB
-        content = template.format(name=name, underline="=" * len(name))
-        path = out_dir / f"overparam_sklearn.{name}.rst"
+    for module, name in entries:
+        obj = getattr(importlib.import_module(module), name)
+        if inspect.isclass(obj):
+            template = _CLASS_STUB
+        elif callable(obj):
+            template = _FUNCTION_STUB
+        else:
+            template = _DATA_STUB
+        content = template.format(name=name, module=module, underline="=" * len(name))
+        path = out_dir / f"{module}.{name}.rst"
+        wanted.add(path.name)
         if not path.exists() or path.read_text() != content:
             path.write_text(content)
     for stale in out_dir.glob("*.rst"):  # a renamed or removed name leaves no orphan page

@@ -18,11 +18,24 @@ from .data_diet import (  # noqa: F401
 from .dkm import SparseDKMClassifier, SparseDKMRegressor  # noqa: F401
 from .kernels import NNGPKernel, NTKKernel, nngp_kernel, ntk_kernel  # noqa: F401
 from .ntk import NTKClassifier, NTKRegressor  # noqa: F401
-from .pfn import PFNClassifier, PFNRegressor  # noqa: F401
+from .pfn import (  # noqa: F401
+    PFNClassifier,
+    PFNPredictiveDistribution,
+    PFNRegressor,
+    load_pfn,
+)
 from .random_features import (  # noqa: F401
     RandomFeatureClassifier,
     RandomFeatureRegressor,
     RandomFeatures,
+)
+from .theory import (  # noqa: F401
+    RiskEstimate,
+    krr_risk,
+    optimal_ridge,
+    power_law_task,
+    rf_risk,
+    task_eigenstructure,
 )
 
 __all__ = [
@@ -41,7 +54,15 @@ __all__ = [
     "NTKClassifier",
     "PFNRegressor",
     "PFNClassifier",
+    "PFNPredictiveDistribution",
+    "load_pfn",
     "RandomFeatures",
     "RandomFeatureRegressor",
     "RandomFeatureClassifier",
+    "RiskEstimate",
+    "krr_risk",
+    "rf_risk",
+    "optimal_ridge",
+    "power_law_task",
+    "task_eigenstructure",
 ]

@@ -7,6 +7,8 @@ large computations, and to refuse an allocation that cannot fit before it is att
 Nothing in this module changes torch's global state (threads, default dtype, global RNG).
 """
 
+import copy
+import itertools
 import math
 
 import numpy as np
@@ -21,6 +23,7 @@ __all__ = [
     "resolve_dtype",
     "to_tensor",
     "to_numpy",
+    "standardize_targets",
     "make_generator",
     "seed_from_random_state",
     "estimate_bytes",
@@ -28,6 +31,8 @@ __all__ = [
     "available_memory",
     "tile_slices",
     "rows_per_tile",
+    "usable_device",
+    "DevicePortableMixin",
 ]
 
 #: ``_parameter_constraints`` entry for every ``device`` parameter.
@@ -88,14 +93,28 @@ def numpy_dtype(torch_dtype):
 
 
 def to_tensor(X, device, dtype):
-    """A validated (real, finite) array or tensor as a tensor on ``device`` with ``dtype``."""
+    """A validated (real, finite) array or tensor as a tensor on ``device`` with ``dtype``.
+
+    A numpy array narrowed to a smaller float type (float64 to float32) must stay finite: an
+    overflow in the cast raises a ``ValueError`` rather than giving inf (and NaN results).
+    """
     if isinstance(X, torch.Tensor):
         return X.to(device=device, dtype=dtype)
     X = np.asarray(X)
     if not X.flags.writeable:
         # torch warns on read-only buffers (e.g. joblib memmaps); copy instead of aliasing.
         X = np.array(X)
-    return torch.as_tensor(X, dtype=dtype, device=device)
+    out = torch.as_tensor(X, dtype=dtype, device=device)
+    narrowing = (X.dtype.kind == "f" and out.is_floating_point()
+                 and X.dtype.itemsize > out.element_size())
+    if narrowing and not bool(torch.isfinite(out).all()):
+        # (the input was validated finite: the cast overflowed)
+        raise ValueError(
+            f"The input has values beyond the range of {str(dtype).replace('torch.', '')} "
+            f"(|x| > {torch.finfo(dtype).max:.3g}), the dtype of this computation; rescale it "
+            "(e.g. with StandardScaler) or use dtype='float64'."
+        )
+    return out
 
 
 def to_numpy(t):
@@ -103,6 +122,22 @@ def to_numpy(t):
     if isinstance(t, torch.Tensor):
         return t.detach().cpu().numpy()
     return np.asarray(t)
+
+
+def standardize_targets(Y, normalize=True):
+    """Standardise 2-D targets column by column: ``((Y - mean) / std, mean, std)``.
+
+    A constant column keeps ``std = 1``; ``normalize=False`` gives zeros and ones (the targets
+    pass through). Predictions map back with ``pred * std + mean``.
+    """
+    if normalize:
+        mean = Y.mean(axis=0)
+        std = Y.std(axis=0)
+        std = np.where(std > 0, std, 1.0).astype(Y.dtype, copy=False)
+    else:
+        mean = np.zeros(Y.shape[1], dtype=Y.dtype)
+        std = np.ones(Y.shape[1], dtype=Y.dtype)
+    return (Y - mean) / std, mean, std
 
 
 def seed_from_random_state(random_state):
@@ -187,3 +222,81 @@ def tile_slices(n, tile):
     """Slices ``[0:tile], [tile:2 tile], ...`` covering ``range(n)``."""
     tile = max(1, int(tile))
     return [slice(start, min(start + tile, n)) for start in range(0, n, tile)]
+
+
+# -- the device policy ----------------------------------------------------------------------
+# One rule for every estimator (see doc/modules/devices.rst):
+#
+# * ``device_`` records where the estimator was fitted and is pickled as it is.
+# * Every method computes on ``usable_device(self.device_)``: ``device_`` itself where it is
+#   usable, the CPU where it names CUDA and this process sees none (a model fitted on a GPU and
+#   unpickled on a laptop, or with ``CUDA_VISIBLE_DEVICES=""``).
+# * Pickling (``DevicePortableMixin.__getstate__``) copies every tensor and torch module of the
+#   fitted state to the CPU, so a pickle never needs CUDA to load.
+#
+# Random draws: weights, minibatch orders and subsets are drawn from CPU generators seeded from
+# ``random_state`` and then moved to the device, so a CPU fit and a CUDA fit with the same
+# ``random_state`` start from the same draws. They agree to floating-point round-off (GPU
+# kernels sum in another order), not bitwise; iterative training can amplify that round-off.
+# The exceptions, drawn on the device for speed, are listed in the user guide.
+
+
+def usable_device(device):
+    """The device to compute on for state fitted on ``device``.
+
+    ``device`` itself, or the CPU when ``device`` is a CUDA device and this process sees no CUDA
+    (the estimator was fitted on a GPU and is used where there is none). ``None`` means the CPU.
+    """
+    if device is None:
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return device
+
+
+def _to_cpu(value):
+    """``value`` with every tensor and torch module in it copied to the CPU (containers too)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, torch.nn.Module):
+        on_cpu = all(t.device.type == "cpu"
+                     for t in itertools.chain(value.parameters(), value.buffers()))
+        return value if on_cpu else copy.deepcopy(value).cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+class DevicePortableMixin:
+    """The one pickling rule: fitted tensors and modules travel on the CPU.
+
+    Put it before :class:`~sklearn.base.BaseEstimator` in the bases. ``device_`` is pickled
+    unchanged (it says where the model was fitted); methods compute on
+    :func:`usable_device` of it. ``_transient_state`` names attributes (caches) that are reset to
+    an empty dict in the pickle. ``_state_follows_device`` (a class flag) moves the tensors back
+    to ``usable_device(device_)`` when unpickled, for estimators that compute on their stored
+    tensors directly.
+    """
+
+    _transient_state = ()
+    _state_follows_device = False
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = {k: _to_cpu(v) for k, v in state.items()}
+        for key in self._transient_state:
+            if key in state:
+                state[key] = {}
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if self._state_follows_device and "device_" in state:
+            device = usable_device(state["device_"])
+            if device.type != "cpu":
+                for key, value in list(self.__dict__.items()):
+                    if isinstance(value, torch.Tensor):
+                        self.__dict__[key] = value.to(device)

@@ -33,15 +33,18 @@ from . import _linalg
 from ._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     check_memory,
     estimate_bytes,
     numpy_dtype,
     resolve_device,
     resolve_dtype,
+    standardize_targets,
     to_numpy,
     to_tensor,
 )
 from ._tuning import tune_marginal_likelihood
+from ._validation import atomic_fit, check_finite_cast, check_n_classes
 from .kernels import fc_diagonals, fc_kernels, parse_activation
 from .kernels._fully_connected import check_input_scales
 
@@ -51,8 +54,13 @@ __all__ = ["NTKRegressor", "NTKClassifier"]
 _KRYLOV_MAX_COLUMNS = 64
 
 
-class _NTKBase(BaseEstimator):
+class _NTKBase(DevicePortableMixin, BaseEstimator):
     """Shared parameters and numerics of :class:`NTKRegressor` and :class:`NTKClassifier`."""
+
+    # Pickles carry the fitted tensors on the CPU, without the derived-factor cache; unpickled
+    # where device_ is usable they go back to it (see _backend's device policy).
+    _transient_state = ("_cache",)
+    _state_follows_device = True
 
     _parameter_constraints = {
         "kernel": [StrOptions({"ntk", "nngp"})],
@@ -270,17 +278,6 @@ class _NTKBase(BaseEstimator):
             self._cache["eigh"] = _linalg.eigh(train_matrix())
         return self._cache["eigh"]
 
-    def __getstate__(self):
-        # Fitted tensors travel on the CPU so that a GPU-fitted model unpickles anywhere.
-        state = self.__dict__.copy()
-        state["_cache"] = {}
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                state[key] = value.detach().cpu()
-        if "device_" in state:
-            state["device_"] = torch.device("cpu")
-        return state
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -454,6 +451,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         self.prior_scale = prior_scale
         self.normalize_y = normalize_y
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the infinite ensemble on training data.
@@ -480,18 +478,11 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32])
-        X = X.astype(dtype, copy=False)
+        X = check_finite_cast(X, dtype, "X", f"in dtype={self.dtype!r}")
         y = np.asarray(y, dtype=dtype)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        if self.normalize_y:
-            self._y_mean = Y.mean(axis=0)
-            std = Y.std(axis=0)
-            self._y_std = np.where(std > 0, std, 1.0)
-        else:
-            self._y_mean = np.zeros(Y.shape[1], dtype=dtype)
-            self._y_std = np.ones(Y.shape[1], dtype=dtype)
-        Y = (Y - self._y_mean) / self._y_std
+        Y, self._y_mean, self._y_std = standardize_targets(Y, self.normalize_y)
         self._fit_targets(X, Y)
         self.log_marginal_likelihood_value_ = self._tuned_lml
         self.predictive_df_ = None
@@ -643,6 +634,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     (2, 3)
     """
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit on training data.
@@ -658,16 +650,12 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         """
         dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        X = X.astype(dtype, copy=False)
+        X = check_finite_cast(X, dtype, "X", f"in dtype={self.dtype!r}")
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         n_classes = len(self.classes_)
-        if n_classes < 2:
-            raise ValueError(
-                f"NTKClassifier needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {self.classes_[0]!r}."
-            )
+        check_n_classes(self.classes_, self)
         Y = np.eye(n_classes, dtype=dtype)[encoder.transform(y)] - 1.0 / n_classes
         return self._fit_targets(X, Y)
 
@@ -680,6 +668,10 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     def decision_function(self, X):
         """Ensemble-mean outputs.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
         Returns
         -------
         scores : ndarray of shape (n_queries,) for two classes (positive means
@@ -691,12 +683,25 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         return mean
 
     def predict(self, X):
-        """Class with the largest ensemble-mean output."""
+        """Class with the largest ensemble-mean output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,)
+        """
         mean, _ = self._outputs(X)
         return self.classes_[np.argmax(mean, axis=1)]
 
     def predict_proba(self, X):
         """Fraction of the infinite ensemble voting for each class (see the class docstring).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
 
         Returns
         -------
@@ -706,7 +711,16 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
         return _ensemble_vote_probabilities(mean, np.sqrt(var))
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_queries, n_classes)
+        """
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 

@@ -44,6 +44,7 @@ from . import _linalg
 from ._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     check_memory,
     estimate_bytes,
     make_generator,
@@ -54,7 +55,9 @@ from ._backend import (
     tile_slices,
     to_numpy,
     to_tensor,
+    usable_device,
 )
+from ._validation import atomic_fit, check_gram_range, check_n_classes
 from .kernels import parse_activation
 from .kernels._fully_connected import check_input_scales
 
@@ -63,20 +66,14 @@ __all__ = ["RandomFeatures", "RandomFeatureRegressor", "RandomFeatureClassifier"
 _FLOATS = [np.float64, np.float32]
 
 
-def _usable(device):
-    """The fitted device, or the CPU when a CUDA-fitted estimator is used without a GPU."""
-    if device.type == "cuda" and not torch.cuda.is_available():
-        return torch.device("cpu")
-    return device
-
-
 def _check_activation(activation):
     if activation == "fourier":
         return None
     return parse_activation(activation)  # raises a clear ValueError / TypeError
 
 
-class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePortableMixin,
+                     BaseEstimator):
     """Random features of a one-hidden-layer network: ``phi(x) = g(W x + b) / sqrt(N)``.
 
     ``W`` (``N x d``) has i.i.d. ``N(0, w_std^2 / d)`` entries and ``b`` i.i.d. ``N(0, b_std^2)``
@@ -168,6 +165,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.device = device
         self.dtype = dtype
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Draw the random weights for inputs with ``X.shape[1]`` features.
@@ -189,10 +187,18 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         _check_activation(self.activation)
         scales = check_input_scales(self.input_scales, d, torch.empty(0, dtype=torch.float64))
         self.device_ = resolve_device(self.device)
-        gen = make_generator(self.random_state, self.device_)
         fourier = self.activation == "fourier"
         m = math.ceil(self.n_components / 2) if fourier else self.n_components
-        opts = {"dtype": torch.float64, "device": self.device_, "generator": gen}
+        # W (d x m), its scaled copy and b, in float64, before anything is drawn
+        check_memory(
+            2 * estimate_bytes((d + 1, m), torch.float64), "cpu",
+            f"the {d} x {m} random weights",
+            "reduce n_components.",
+        )
+        # drawn on the CPU whatever the device (the weights are stored as numpy): a CPU fit and
+        # a CUDA fit with the same random_state have the same features
+        gen = make_generator(self.random_state, "cpu")
+        opts = {"dtype": torch.float64, "generator": gen}
         W = torch.randn(d, m, **opts) * (self.w_std / math.sqrt(d))
         if scales is not None:
             W *= scales.to(W.device)[:, None]
@@ -220,7 +226,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
         dtype = resolve_dtype(self.dtype, "float32" if X.dtype == np.float32 else "float64")
-        return to_numpy(self._features(X, dtype, _usable(self.device_)))
+        return to_numpy(self._features(X, dtype, usable_device(self.device_)))
 
     def _features(self, X, dtype, device, rows=None):
         """``phi(X)`` as a tensor on ``device``, computed in row tiles of bounded memory."""
@@ -280,7 +286,7 @@ def _check_alphas(alpha):
     return alphas, True
 
 
-class _RandomFeatureRidge(BaseEstimator):
+class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
     """Shared fit/predict of the random-feature ridge estimators (private)."""
 
     _parameter_constraints = _RIDGE_CONSTRAINTS
@@ -320,6 +326,7 @@ class _RandomFeatureRidge(BaseEstimator):
             print(f"[{type(self).__name__}] {n} x {N} {self.activation} features on "
                   f"{self.device_}", flush=True)
         Phi = features._features(X, dtype, self.device_)
+        check_gram_range(Phi, "The random features of X")
         Yt = to_tensor(Y, self.device_, dtype)
         side = min(n, N)
         check_memory(2 * estimate_bytes((side, side), dtype), self.device_,
@@ -345,13 +352,20 @@ class _RandomFeatureRidge(BaseEstimator):
                 warnings.warn(
                     f"The selected alpha={alpha:g} is on the edge of the grid "
                     f"[{lo:g}, {hi:g}]; the optimum may lie outside it. Extend the grid.",
-                    ConvergenceWarning, stacklevel=4,
+                    ConvergenceWarning, stacklevel=5,  # user -> atomic_fit -> _fit_context -> fit
                 )
             coef, intercept = _linalg.ridge_coef(Phi, dec, alpha)
         else:
             alpha = float(alphas[0])
             coef, intercept = _linalg.ridge_solve(Phi, Yt, alpha, self.fit_intercept)
         del Phi
+        finite_intercept = bool(torch.isfinite(torch.as_tensor(intercept)).all())
+        if not (_linalg.all_finite(coef) and finite_intercept):
+            raise ValueError(
+                "The ridge solution on the random features is not finite: the features of X "
+                "overflow float64 in their Gram matrix. Rescale X (e.g. with StandardScaler) or "
+                "reduce w_std."
+            )
         self.alpha_ = alpha
         self.coef_ = to_numpy(coef).T  # (t, N), as sklearn's Ridge
         self.intercept_ = to_numpy(intercept)
@@ -362,7 +376,7 @@ class _RandomFeatureRidge(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
         dtype = resolve_dtype(self.dtype, "float64")
-        device = _usable(self.device_)
+        device = usable_device(self.device_)
         coef = to_tensor(np.atleast_2d(self.coef_).T, device, dtype)  # (N, t)
         intercept = to_tensor(np.atleast_1d(self.intercept_), device, dtype)
         n = X.shape[0]
@@ -464,6 +478,7 @@ class RandomFeatureRegressor(RegressorMixin, _RandomFeatureRidge):
     (True, True)
     """
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw the random features and fit the ridge readout.
@@ -533,6 +548,7 @@ class RandomFeatureClassifier(ClassifierMixin, _RandomFeatureRidge):
     True
     """
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Draw the random features and fit the ridge readout to the coded classes.
@@ -556,10 +572,7 @@ class RandomFeatureClassifier(ClassifierMixin, _RandomFeatureRidge):
         binarizer = LabelBinarizer(neg_label=-1, pos_label=1)
         Y = binarizer.fit_transform(y).astype(np.float64)
         self.classes_ = binarizer.classes_
-        if self.classes_.size < 2:
-            raise ValueError(
-                f"The number of classes has to be greater than one; got {self.classes_.size} class"
-            )
+        check_n_classes(self.classes_, self)
         self._fit_targets(X, Y)
         return self
 

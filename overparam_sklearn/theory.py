@@ -67,11 +67,14 @@ __all__ = [
 class RiskEstimate:
     """Predicted errors of (random-feature) ridge regression and the effective ridges.
 
-    Attributes
+    A frozen record returned by :func:`krr_risk`, :func:`rf_risk` and :func:`optimal_ridge`; its
+    fields are its constructor's parameters.
+
+    Parameters
     ----------
     test_mse : float
         Predicted test mean squared error against noisy labels (``inf`` at an interpolation
-        threshold, e.g. ``ridge=0`` and ``n_features == n``).
+        threshold, e.g. ``alpha=0`` and ``n_features == n``).
     train_mse : float
         Predicted mean squared training error.
     gamma : float
@@ -84,7 +87,7 @@ class RiskEstimate:
         ``sum_i b_i v_i^2`` (the test error at zero noise is ``E0 * bias``).
     df1, df2 : float
         ``sum L_i`` and ``sum L_i^2`` at ``gamma``.
-    n, n_features, ridge, noise : numbers
+    n, n_features, alpha, noise : numbers
         The inputs (``n_features`` is ``None`` for kernel ridge).
     learnabilities : ndarray
         ``L_i = lambda_i / (lambda_i + gamma)``.
@@ -100,7 +103,7 @@ class RiskEstimate:
     df2: float
     n: float
     n_features: float | None
-    ridge: float
+    alpha: float
     noise: float
     learnabilities: np.ndarray = field(repr=False, compare=False)
 
@@ -109,11 +112,21 @@ class RiskEstimate:
 
         Useful as a check; both are at round-off level for a converged solution (a ridgeless
         limit, where ``delta / kappa`` is a ``0 / 0`` limit, reports its defining equation).
+
+        Parameters
+        ----------
+        eigenvalues : array-like of shape (M,)
+            The eigenvalues the estimate was computed from.
+
+        Returns
+        -------
+        residual_a, residual_b : float
+            Relative residuals of equations (A) and (B).
         """
         lam = np.asarray(eigenvalues, dtype=np.float64)
         z = _df1(lam, self.gamma)
-        if self.ridge > 0:
-            res_a = (z + self.ridge / self.kappa - self.n) / self.n
+        if self.alpha > 0:
+            res_a = (z + self.alpha / self.kappa - self.n) / self.n
         else:
             res_a = (z - min(self.n, self.n_features or math.inf)) / self.n
         if self.n_features is None:
@@ -147,18 +160,18 @@ def _check_spectrum(eigenvalues, coefficients):
     return lam, v2
 
 
-def _check_scalars(n, n_features, ridge, noise):
+def _check_scalars(n, n_features, alpha, noise):
     if not (np.isscalar(n) and n > 0):
         raise ValueError(f"n must be a positive number, got {n!r}")
     if n_features is not None and not (np.isscalar(n_features) and n_features > 0):
         raise ValueError(f"n_features must be a positive number or None, got {n_features!r}")
-    if not (np.isscalar(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be a non-negative number, got {ridge!r}")
+    if not (np.isscalar(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a non-negative number, got {alpha!r}")
     if not (np.isscalar(noise) and noise >= 0):
         raise ValueError(f"noise must be a non-negative number (a variance), got {noise!r}")
     if n_features is not None and math.isinf(n_features):
         n_features = None
-    return float(n), (None if n_features is None else float(n_features)), float(ridge), float(
+    return float(n), (None if n_features is None else float(n_features)), float(alpha), float(
         noise
     )
 
@@ -222,7 +235,7 @@ def _solve_df1(lam, target):
 # the risk estimates
 
 
-def _estimate(lam, v2, n, N, ridge, noise, gamma, kappa):
+def _estimate(lam, v2, n, N, alpha, noise, gamma, kappa):
     z = _df1(lam, gamma)
     q = _df2(lam, gamma)
     L = _learnabilities(lam, gamma)
@@ -250,18 +263,18 @@ def _estimate(lam, v2, n, N, ridge, noise, gamma, kappa):
         df2=q,
         n=n,
         n_features=N,
-        ridge=ridge,
+        alpha=alpha,
         noise=noise,
         learnabilities=L,
     )
 
 
-def krr_risk(eigenvalues, coefficients, n, ridge=0.0, noise=0.0):
+def krr_risk(eigenvalues, coefficients, n, alpha=0.0, noise=0.0):
     """Eigenlearning estimate of the errors of kernel ridge regression.
 
-    Solves ``n = sum_i lambda_i / (lambda_i + kappa) + ridge / kappa`` for the effective ridge
+    Solves ``n = sum_i lambda_i / (lambda_i + kappa) + alpha / kappa`` for the effective ridge
     ``kappa`` and returns ``test_mse = n / (n - q) * (sum_i (1 - L_i)^2 v_i^2 + noise)`` and
-    ``train_mse = (ridge / (n kappa))^2 test_mse`` (Simon et al. 2021, Eqs. 9-12; Canatar et al.
+    ``train_mse = (alpha / (n kappa))^2 test_mse`` (Simon et al. 2021, Eqs. 9-12; Canatar et al.
     2021).
 
     Parameters
@@ -273,7 +286,7 @@ def krr_risk(eigenvalues, coefficients, n, ridge=0.0, noise=0.0):
         the risks are averaged over targets.
     n : float
         Number of training samples.
-    ridge : float, default=0.0
+    alpha : float, default=0.0
         Ridge ``delta`` (unscaled: the predictor is ``k(x, X) (K + delta I)^{-1} y``).
     noise : float, default=0.0
         Label-noise variance; ``test_mse`` is against noisy labels.
@@ -288,28 +301,28 @@ def krr_risk(eigenvalues, coefficients, n, ridge=0.0, noise=0.0):
     >>> import numpy as np
     >>> from overparam_sklearn.theory import krr_risk
     >>> i = np.arange(1, 2001)
-    >>> r = krr_risk(i**-1.5, i**-0.75, n=100, ridge=1e-3, noise=0.1)
+    >>> r = krr_risk(i**-1.5, i**-0.75, n=100, alpha=1e-3, noise=0.1)
     >>> round(r.test_mse, 4), r.train_mse < r.test_mse
     (0.4649, True)
     """
     lam, v2 = _check_spectrum(eigenvalues, coefficients)
-    n, _, ridge, noise = _check_scalars(n, None, ridge, noise)
+    n, _, alpha, noise = _check_scalars(n, None, alpha, noise)
     rank = np.count_nonzero(lam > 0)
-    if ridge > 0:
-        # n - ridge/kappa = df1(kappa): decreasing in log kappa
+    if alpha > 0:
+        # n - alpha/kappa = df1(kappa): decreasing in log kappa
         def fun(t):
             g = math.exp(t)
-            return (_df1(lam, g) + ridge / g - n) / n
+            return (_df1(lam, g) + alpha / g - n) / n
 
-        kappa = math.exp(_decreasing_root(fun, math.log((float(np.sum(lam)) + ridge) / n)))
+        kappa = math.exp(_decreasing_root(fun, math.log((float(np.sum(lam)) + alpha) / n)))
     elif rank > n:
         kappa = _solve_df1(lam, n)
     else:
         kappa = 0.0  # fewer nonzero eigenvalues than samples: ridgeless regression on them
-    return _estimate(lam, v2, n, None, ridge, noise, kappa, kappa)
+    return _estimate(lam, v2, n, None, alpha, noise, kappa, kappa)
 
 
-def rf_risk(eigenvalues, coefficients, n, n_features, ridge=0.0, noise=0.0):
+def rf_risk(eigenvalues, coefficients, n, n_features, alpha=0.0, noise=0.0):
     """Eigenframework estimate of the errors of random-feature ridge regression.
 
     Simon, Karkada, Ghosh & Belkin (ICLR 2024), Eqs. 4-5: ridge regression with ridge ``delta`` on
@@ -325,7 +338,7 @@ def rf_risk(eigenvalues, coefficients, n, n_features, ridge=0.0, noise=0.0):
         Number of training samples.
     n_features : float or None
         Number of random features ``N``.
-    ridge : float, default=0.0
+    alpha : float, default=0.0
         Ridge ``delta``; equal to ``alpha`` of
         :class:`~overparam_sklearn.RandomFeatureRegressor` (features scaled by ``1/sqrt(N)``).
     noise : float, default=0.0
@@ -340,33 +353,33 @@ def rf_risk(eigenvalues, coefficients, n, n_features, ridge=0.0, noise=0.0):
     >>> import numpy as np
     >>> from overparam_sklearn.theory import rf_risk
     >>> i = np.arange(1, 4001)
-    >>> r = rf_risk(i**-1.5, i**-0.75, n=100, n_features=50, ridge=0.0, noise=0.1)
+    >>> r = rf_risk(i**-1.5, i**-0.75, n=100, n_features=50, alpha=0.0, noise=0.1)
     >>> r.kappa, round(r.overfitting_coefficient, 12)  # ridgeless, N < n: n / (n - N)
     (0.0, 2.0)
     """
     lam, v2 = _check_spectrum(eigenvalues, coefficients)
-    n, N, ridge, noise = _check_scalars(n, n_features, ridge, noise)
+    n, N, alpha, noise = _check_scalars(n, n_features, alpha, noise)
     if N is None:
-        return krr_risk(lam, np.sqrt(v2), n, ridge, noise)
+        return krr_risk(lam, np.sqrt(v2), n, alpha, noise)
     rank = np.count_nonzero(lam > 0)
     # gamma_* : where df1(gamma_*) = N, i.e. kappa = 0 (0 when the spectrum has rank <= N)
     gamma_star = _solve_df1(lam, N) if rank > N else 0.0
 
-    if ridge > 0:
+    if alpha > 0:
         def kappa_of(g):
             return g * (N - _df1(lam, g)) / N  # equation (B)
 
         def fun(t):
             g = gamma_star + math.exp(t)
-            return (_df1(lam, g) + ridge / kappa_of(g) - n) / n  # equation (A)
+            return (_df1(lam, g) + alpha / kappa_of(g) - n) / n  # equation (A)
 
-        t0 = math.log(max(float(np.sum(lam)) + ridge, 1e-300) / min(n, N))
+        t0 = math.log(max(float(np.sum(lam)) + alpha, 1e-300) / min(n, N))
         gamma = gamma_star + math.exp(_decreasing_root(fun, t0))
         # kappa from whichever equation is better conditioned: (B) loses digits to the
         # cancellation in N - df1 when N < n and the ridge is tiny, (A) in n - df1 when N > n
         z = _df1(lam, gamma)
         if (n - z) / n > (N - z) / N:
-            kappa = ridge / (n - z)
+            kappa = alpha / (n - z)
         else:
             kappa = kappa_of(gamma)
     else:
@@ -378,28 +391,28 @@ def rf_risk(eigenvalues, coefficients, n, n_features, ridge=0.0, noise=0.0):
         else:
             gamma = _solve_df1(lam, n)
             kappa = gamma * (1.0 - n / N)  # equation (B) with df1 = n
-    return _estimate(lam, v2, n, N, ridge, noise, gamma, kappa)
+    return _estimate(lam, v2, n, N, alpha, noise, gamma, kappa)
 
 
-def optimal_ridge(eigenvalues, coefficients, n, n_features=None, noise=0.0, ridges=None):
+def optimal_ridge(eigenvalues, coefficients, n, n_features=None, noise=0.0, alphas=None):
     """The ridge that minimises the predicted test error, and the estimate there.
 
-    The search covers ``ridge = 0`` and a log grid (``ridges``; default 1e-8 to 1e3 times the
+    The search covers ``alpha = 0`` and a log grid (``alphas``; default 1e-8 to 1e3 times the
     kernel trace ``sum lambda_i``, 45 points), then refines the best grid point with a bounded
-    scalar minimisation in ``log ridge``. Simon et al. (2024) show that at this optimum the test
+    scalar minimisation in ``log alpha``. Simon et al. (2024) show that at this optimum the test
     error decreases with both ``n_features`` and ``n``.
 
     Parameters
     ----------
     eigenvalues, coefficients, n, n_features, noise
         As in :func:`rf_risk` (``n_features=None`` for kernel ridge).
-    ridges : array-like of positive floats, default=None
+    alphas : array-like of positive floats, default=None
         The coarse grid.
 
     Returns
     -------
     RiskEstimate
-        At the optimal ridge (its ``ridge`` attribute).
+        At the optimal alpha (its ``alpha`` attribute).
 
     Examples
     --------
@@ -407,27 +420,27 @@ def optimal_ridge(eigenvalues, coefficients, n, n_features=None, noise=0.0, ridg
     >>> from overparam_sklearn.theory import optimal_ridge, rf_risk
     >>> i = np.arange(1, 2001)
     >>> best = optimal_ridge(i**-1.5, i**-1.0, n=200, n_features=100, noise=0.5)
-    >>> best.ridge > 0, best.test_mse <= rf_risk(i**-1.5, i**-1.0, 200, 100, 1e-3, 0.5).test_mse
+    >>> best.alpha > 0, best.test_mse <= rf_risk(i**-1.5, i**-1.0, 200, 100, 1e-3, 0.5).test_mse
     (True, True)
     """
     lam, v2 = _check_spectrum(eigenvalues, coefficients)
     coef = np.sqrt(v2)
     trace = float(np.sum(lam))
-    if ridges is None:
-        ridges = trace * np.logspace(-8, 3, 45)
-    ridges = np.sort(np.asarray(ridges, dtype=np.float64).ravel())
-    if ridges.size == 0 or np.any(ridges <= 0):
-        raise ValueError("ridges must be a non-empty array of positive floats")
+    if alphas is None:
+        alphas = trace * np.logspace(-8, 3, 45)
+    alphas = np.sort(np.asarray(alphas, dtype=np.float64).ravel())
+    if alphas.size == 0 or np.any(alphas <= 0):
+        raise ValueError("alphas must be a non-empty array of positive floats")
 
     def risk(r):
         return rf_risk(lam, coef, n, n_features, r, noise)
 
-    results = [risk(r) for r in ridges]
+    results = [risk(r) for r in alphas]
     errors = np.array([r.test_mse for r in results])
     i = int(np.argmin(errors))
     best = results[i]
-    lo = math.log(ridges[max(i - 1, 0)])
-    hi = math.log(ridges[min(i + 1, ridges.size - 1)])
+    lo = math.log(alphas[max(i - 1, 0)])
+    hi = math.log(alphas[min(i + 1, alphas.size - 1)])
     if hi > lo:
         opt = optimize.minimize_scalar(
             lambda t: risk(math.exp(t)).test_mse,
@@ -454,9 +467,25 @@ def power_law_task(n_eigenvalues, eigen_exponent, target_exponent):
     The synthetic task of Simon et al. (2024) and of ``rf_theory_reference.json`` (spectrum
     ``"aA_bB"``).
 
+    Parameters
+    ----------
+    n_eigenvalues : int
+        ``M``, the number of modes.
+    eigen_exponent : float
+        ``a``: the eigenvalues decay as ``i^-a``.
+    target_exponent : float
+        ``b``: the squared target coefficients decay as ``i^-b``.
+
     Returns
     -------
     eigenvalues, coefficients : ndarray of shape (M,)
+
+    Examples
+    --------
+    >>> from overparam_sklearn.theory import power_law_task
+    >>> lam, v = power_law_task(4, 2.0, 2.0)
+    >>> lam.tolist(), v.tolist()
+    ([1.0, 0.25, 0.1111111111111111, 0.0625], [1.0, 0.5, 0.3333333333333333, 0.25])
     """
     i = np.arange(1, int(n_eigenvalues) + 1, dtype=np.float64)
     return i ** (-float(eigen_exponent)), np.sqrt(i ** (-float(target_exponent)))

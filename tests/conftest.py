@@ -5,7 +5,6 @@ thread; the test process therefore runs torch single-threaded. This is the test 
 the library itself never changes torch's thread count (tests/test_backend.py checks that).
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -30,5 +29,3 @@ def shared_path(*parts):
 def reference_dir():
     return shared_path("reference")
 
-
-os.environ.setdefault("PYTHONHASHSEED", "0")

@@ -291,3 +291,40 @@ def test_uci_yacht_dkm_beats_nngp_regression():
     rmse_dkm = np.sqrt(np.mean((dkm.predict(Xte) - yte) ** 2))
     rmse_nngp = np.sqrt(np.mean((nngp.predict(Xte) - yte) ** 2))
     assert rmse_dkm < 0.5 * rmse_nngp
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fit_solves_the_output_layer_on_the_device(monkeypatch):
+    import overparam_sklearn.dkm._estimators as est
+
+    devices = []
+    real = est.cholesky
+
+    def spy(A, *args, **kwargs):
+        devices.append(A.device.type)
+        return real(A, *args, **kwargs)
+
+    monkeypatch.setattr(est, "cholesky", spy)
+    X, y, Xs = _data()
+    kw = dict(n_inducing=10, max_iter=0, random_state=0)  # same model: no device-drawn batches
+    gpu = SparseDKMRegressor(device="cuda", **kw).fit(X, y)
+    assert devices and set(devices) == {"cuda"}
+    cpu = SparseDKMRegressor(device="cpu", **kw).fit(X, y)
+    assert gpu.module_.Z.device.type == "cpu"  # fitted state lives on the CPU
+    np.testing.assert_allclose(gpu.predict(Xs), cpu.predict(Xs), atol=1e-6)
+
+
+def test_transform_feature_names_and_pandas_output():
+    pd = pytest.importorskip("pandas")
+    X, y, Xs = _data(n=40)
+    reg = SparseDKMRegressor(n_inducing=6, max_iter=2, random_state=0)
+    reg.set_output(transform="pandas").fit(X, y)
+    names = reg.get_feature_names_out()
+    np.testing.assert_array_equal(names, [f"sparsedkmregressor{i}" for i in range(6)])
+    out = reg.transform(Xs)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(names)
+    plain = reg.set_output(transform="default").transform(Xs)
+    np.testing.assert_array_equal(out.to_numpy(), plain)
+    clf = SparseDKMClassifier(n_inducing=5, max_iter=1, random_state=0).fit(X, y > 0)
+    assert clf.get_feature_names_out()[0] == "sparsedkmclassifier0"

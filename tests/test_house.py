@@ -6,7 +6,9 @@ Conventions (doc/changes.rst, DESIGN.md): depth is ``n_hidden``, the nonlinearit
 networks.
 """
 
+import ast
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +84,94 @@ def test_pfn_dtype_float64_agrees_with_float32():
     # the same network in double precision: float32 round-off apart (measured 4e-7)
     np.testing.assert_allclose(p64, p32, atol=1e-4)
     assert not np.array_equal(p64, p32)  # it really ran in another precision
+
+
+# ------------------------------------------------------------------------------------ layering
+# DESIGN.md: data flows one way. _validation (input checks) is the floor, then _backend, _linalg
+# and kernels/, each may use the ones before it; each method (an estimator module or package) may
+# use all four and its own files, never another method; other private top-level modules (shared
+# helpers of several methods) sit between kernels/ and the methods; only the package's __init__ /
+# __main__ see everything.
+_PACKAGE = Path(overparam_sklearn.__file__).resolve().parent
+_FLOOR = {"_validation": 0, "_backend": 1, "_linalg": 2, "kernels": 3}
+
+
+def _module_name(path):
+    parts = list(path.relative_to(_PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _package_imports():
+    """{module: set of overparam_sklearn modules it imports (anywhere in the file)}."""
+    modules = {_module_name(p): p for p in _PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        is_pkg = path.name == "__init__.py"
+        base = name.split(".") if is_pkg else name.split(".")[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    root = ".".join(base[: len(base) - node.level + 1] + ([node.module]
+                                    if node.module else []))
+                else:
+                    root = node.module or ""
+                # "from pkg import sub" imports the submodule; "from pkg import name" the package
+                targets = [f"{root}.{a.name}" if f"{root}.{a.name}" in modules else root
+                           for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            deps |= {t for t in targets if t in modules and t != name}
+        graph[name] = deps
+    return graph
+
+
+def _group(module):
+    """(rank, group): the layer a module belongs to and the unit it may import freely within."""
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] in ("__main__",):
+        return 5, "top"
+    head = parts[1]
+    if head in _FLOOR:
+        return _FLOOR[head], head
+    if head.startswith("_"):
+        return 3.5, head  # other shared private modules: above kernels/, below the methods
+    return 4, head  # a method: ntk, random_features, theory, pfn, data_diet, dkm
+
+
+def test_layering_is_one_way():
+    bad = []
+    for module, deps in _package_imports().items():
+        rank, group = _group(module)
+        for dep in deps:
+            dep_rank, dep_group = _group(dep)
+            if dep_group != group and dep_rank >= rank:
+                bad.append(f"{module} imports {dep}")
+    assert not bad, "imports against the layering (DESIGN.md):\n" + "\n".join(sorted(bad))
+
+
+def test_no_import_cycles():
+    graph = _package_imports()
+    state, stack, cycles = {}, [], []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for dep in graph[node]:
+            if state.get(dep) == "open":
+                cycles.append(stack[stack.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = "done"
+
+    for node in graph:
+        if node not in state:
+            visit(node)
+    # a package importing its own submodules (its __init__) is not a cycle unless they import it
+    real = [c for c in cycles if not all(c[0].startswith(m) or m.startswith(c[0]) for m in c)]
+    assert not real, "import cycles: " + "; ".join(" -> ".join(c) for c in real)

@@ -160,7 +160,7 @@ def test_optimal_ridge_risk_falls_with_features_and_samples():
     assert np.all(np.diff(by_n) < 0), by_n
     # and it really is the minimum
     best = optimal_ridge(lam, v, 200, 100, noise)
-    for ridge in best.ridge * np.array([0.5, 0.9, 1.1, 2.0]):
+    for ridge in best.alpha * np.array([0.5, 0.9, 1.1, 2.0]):
         assert rf_risk(lam, v, 200, 100, ridge, noise).test_mse >= best.test_mse * (1 - 1e-9)
 
 
@@ -169,7 +169,7 @@ def test_optimal_ridge_is_zero_without_noise_on_easy_tasks():
     # Sec. 6: "fitting the training data is often obligatory")
     lam, v = power_law_task(3000, 1.5, 3.0)
     best = optimal_ridge(lam, v, 100, 1000, 0.0)
-    assert best.ridge == 0.0 or best.train_mse < 1e-3 * best.test_mse
+    assert best.alpha == 0.0 or best.train_mse < 1e-3 * best.test_mse
 
 
 def _linear_gaussian_mc(lam, v, n, N, ridge, noise, trials, rng):
@@ -241,11 +241,11 @@ def test_bad_inputs():
         rf_risk(-lam, v, 10, 5)
     with pytest.raises(ValueError, match="coefficients"):
         rf_risk(lam, v[:5], 10, 5)
-    with pytest.raises(ValueError, match="ridge"):
-        rf_risk(lam, v, 10, 5, ridge=-1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        rf_risk(lam, v, 10, 5, alpha=-1.0)
     with pytest.raises(ValueError, match="n must"):
         krr_risk(lam, v, 0)
     with pytest.raises(ValueError, match="finite"):
         krr_risk(np.r_[lam[:-1], np.nan], v, 5)
-    with pytest.raises(ValueError, match="ridges"):
-        optimal_ridge(lam, v, 10, 5, ridges=[0.0, 1.0])
+    with pytest.raises(ValueError, match="alphas"):
+        optimal_ridge(lam, v, 10, 5, alphas=[0.0, 1.0])

@@ -3,6 +3,7 @@
 import copy
 import inspect
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ class _MLP(nn.Module):
         acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
         if activation not in acts:
             raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
+        hidden_layer_sizes = _check_hidden_layer_sizes(hidden_layer_sizes)
         layers, fan_in = [], n_features
         for width in hidden_layer_sizes:
             layers += [nn.Linear(fan_in, int(width)), acts[activation]()]
@@ -34,6 +36,25 @@ class _MLP(nn.Module):
 
     def forward(self, X):
         return self.net(X)
+
+
+def _check_hidden_layer_sizes(sizes):
+    """``sizes`` as a tuple of positive ints (an empty tuple is a linear model)."""
+    if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise TypeError(
+            f"hidden_layer_sizes must be a sequence of positive ints, got {sizes!r}"
+        ) from None
+    for width in sizes:
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+            raise ValueError(
+                "hidden_layer_sizes must be a sequence of positive ints (the width of each "
+                f"hidden layer; () for none), got {sizes!r}"
+            )
+    return tuple(int(w) for w in sizes)
 
 
 @torch.no_grad()

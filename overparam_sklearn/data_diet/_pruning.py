@@ -18,6 +18,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import atomic_fit, check_n_classes
 from ._scorers import EL2NScorer
 from ._selection import _select
 
@@ -69,6 +70,8 @@ def _prune(est, X, y):
     encoder = LabelEncoder().fit(y)
     y_enc = encoder.transform(y)
     rng = check_random_state(est.random_state)
+    if est.keep != "random":
+        check_n_classes(encoder.classes_, est)  # the scores are defined against other classes
     if est.keep == "random":
         est.scorer_ = None
         est.scores_ = None
@@ -189,6 +192,7 @@ class DataDietClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Score, prune and fit the estimator on the kept rows.
@@ -205,11 +209,7 @@ class DataDietClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes; got 1 class "
-                f"({self.classes_[0]!r})."
-            )
+        check_n_classes(self.classes_, self)
         idx = _prune(self, X, y)
         inner = self.estimator if self.estimator is not None else LogisticRegression(max_iter=1000)
         self.estimator_ = clone(inner).fit(X[idx], y[idx])
@@ -221,25 +221,61 @@ class DataDietClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     @available_if(_estimator_has("predict"))
     def predict(self, X):
-        """Predict with the estimator fitted on the kept rows."""
+        """Predict with the estimator fitted on the kept rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
         X = self._check_X(X)
         return self.estimator_.predict(X)
 
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
-        """Class probabilities from the estimator fitted on the kept rows."""
+        """Class probabilities from the estimator fitted on the kept rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
         X = self._check_X(X)
         return self.estimator_.predict_proba(X)
 
     @available_if(_estimator_has("predict_log_proba"))
     def predict_log_proba(self, X):
-        """Log class probabilities from the estimator fitted on the kept rows."""
+        """Log class probabilities from the estimator fitted on the kept rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
         X = self._check_X(X)
         return self.estimator_.predict_log_proba(X)
 
     @available_if(_estimator_has("decision_function"))
     def decision_function(self, X):
-        """Decision function of the estimator fitted on the kept rows."""
+        """Decision function of the estimator fitted on the kept rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
         X = self._check_X(X)
         return self.estimator_.decision_function(X)
 
@@ -306,6 +342,7 @@ class DataDietSampler(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
         """Score and select rows; ``sample_indices_`` holds the kept indices.

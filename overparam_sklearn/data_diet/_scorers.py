@@ -21,13 +21,16 @@ from torch import nn
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     numpy_dtype,
     resolve_device,
     resolve_dtype,
     seed_from_random_state,
     to_numpy,
     to_tensor,
+    usable_device,
 )
+from .._validation import atomic_fit, check_finite_cast, check_n_classes
 from ._mlp import _build_module, _logits
 from ._scores import _forgetting_counts, el2n_scores, grand_scores, grand_scores_last_layer
 
@@ -65,6 +68,34 @@ def _net_to_cpu(net):
                 state[k] = v.to("cpu")
     net.criterion_.to("cpu")
     net.device = "cpu"
+    return net
+
+
+def _fit_net(net, X, y):
+    """``net.fit(X, y)``, letting a ``KeyboardInterrupt`` through.
+
+    skorch's ``NeuralNet.partial_fit`` catches ``KeyboardInterrupt`` around its training loop
+    (it ends that one network's training early and returns normally). A scorer trains several
+    networks, so a swallowed Ctrl-C would only skip to the next one: the interrupt is recorded
+    as it leaves the training loop and raised again once skorch returns.
+    """
+    interrupts = []
+    fit_loop = net.fit_loop
+
+    def recording_fit_loop(*args, **kwargs):
+        try:
+            return fit_loop(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            interrupts.append(exc)
+            raise
+
+    net.fit_loop = recording_fit_loop
+    try:
+        net.fit(X, y)
+    finally:
+        del net.fit_loop  # the instance attribute; the class method is back
+    if interrupts:
+        raise interrupts[0]
     return net
 
 
@@ -114,7 +145,7 @@ _COMMON_PARAMS_DOC = """
 """
 
 
-class _BaseScorer(BaseEstimator):
+class _BaseScorer(DevicePortableMixin, BaseEstimator):
     """Shared ``fit`` of the scorers: train ``n_estimators`` networks with skorch, score each."""
 
     _parameter_constraints = dict(_SCORER_CONSTRAINTS)
@@ -152,6 +183,11 @@ class _BaseScorer(BaseEstimator):
     def set_params(self, **params):
         """Set parameters; ``module__<name>=value`` updates ``module_params`` (skorch style).
 
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters, and ``module__<name>`` entries of ``module_params``.
+
         Returns
         -------
         self : object
@@ -174,8 +210,13 @@ class _BaseScorer(BaseEstimator):
 
     def _validate_X(self, X, reset):
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
-        return np.array(X, dtype=numpy_dtype(self.dtype_), order="C", copy=True)
+        return np.array(self._cast(X), order="C", copy=True)
 
+    def _cast(self, X):
+        dtype = numpy_dtype(self.dtype_)
+        return check_finite_cast(X, dtype, "X", f"in which {type(self).__name__} computes")
+
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train ``n_estimators`` networks for ``score_epoch`` epochs and score the training set.
@@ -197,9 +238,10 @@ class _BaseScorer(BaseEstimator):
         check_classification_targets(y)
         self.device_ = resolve_device(self.device)
         self.dtype_ = resolve_dtype(self.dtype, "float32")
-        X = np.array(X, dtype=numpy_dtype(self.dtype_), order="C", copy=True)
+        X = np.array(self._cast(X), order="C", copy=True)
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_
+        check_n_classes(self.classes_, self)
         y_enc = self.label_encoder_.transform(y).astype(np.int64)
         n_classes = len(self.classes_)
 
@@ -249,7 +291,7 @@ class _BaseScorer(BaseEstimator):
                 verbose=max(0, int(self.verbose) - 1),
             )
             if self.score_epoch > 0:
-                net.fit(X, y_enc)
+                _fit_net(net, X, y_enc)
             else:
                 net.initialize()
             scores = self._score_trained(net.module_, Xt, yt, tracker)
@@ -319,9 +361,7 @@ class _BaseScorer(BaseEstimator):
 
     def _score_device(self):
         # A scorer fitted on a GPU and unpickled on a machine without one scores on the CPU.
-        if self.device_.type == "cuda" and not torch.cuda.is_available():
-            return torch.device("cpu")
-        return self.device_
+        return usable_device(self.device_)
 
     @staticmethod
     def _module_on_device(module, device):

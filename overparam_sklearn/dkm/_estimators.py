@@ -10,6 +10,7 @@ import torch
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
     RegressorMixin,
     TransformerMixin,
     _fit_context,
@@ -22,15 +23,20 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    DevicePortableMixin,
     check_memory,
     estimate_bytes,
     make_generator,
     resolve_device,
     resolve_dtype,
     rows_per_tile,
+    standardize_targets,
     tile_slices,
+    to_tensor,
+    usable_device,
 )
-from .._linalg import cholesky
+from .._linalg import cho_solve, cholesky
+from .._validation import atomic_fit, check_gram_range, check_n_classes
 from ._module import ACTIVATIONS, _SparseDKM
 
 # Monte Carlo draws used by predict_proba (fixed per fit, shared by every row, so that the
@@ -38,7 +44,8 @@ from ._module import ACTIVATIONS, _SparseDKM
 _N_PREDICT_SAMPLES = 256
 
 
-class _BaseSparseDKM(TransformerMixin, BaseEstimator):
+class _BaseSparseDKM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePortableMixin,
+                     BaseEstimator):
     _parameter_constraints = {
         "n_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
@@ -112,11 +119,12 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
             "reduce n_inducing or use dtype='float32'.",
         )
         jitter = 1e-6 if dtype == torch.float64 else 1e-4
-        Xt = torch.tensor(X, dtype=dtype, device=self.device_)
+        Xt = to_tensor(X, self.device_, dtype)
         Yt = torch.tensor(targets, device=self.device_)
         if Yt.is_floating_point():
             Yt = Yt.to(dtype)
         Zt = torch.tensor(Z0, dtype=dtype, device=self.device_)
+        check_gram_range(Xt, "X", self._w_std() ** 2 / X.shape[1])
         gaussian = likelihood == "gaussian"
         module = _SparseDKM(
             Zt, self.n_hidden - 1, self.activation, self._w_std(), self.b_std, n_outputs, self.ard,
@@ -128,6 +136,9 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         params = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         nu_t = torch.tensor(nu, dtype=dtype, device=self.device_)
+        # Minibatch orders come from the CPU generator (so CPU and CUDA fits see the same
+        # batches); the Monte Carlo draws of the classifier's likelihood come from a generator on
+        # the device, for speed (so they differ between a CPU and a CUDA fit).
         gen = make_generator(self.random_state, self.device_) if self.device_.type != "cpu" \
             else gen_cpu
         batch = min(self.batch_size, n)
@@ -136,7 +147,7 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         start = time.perf_counter()
         report_every = max(1, self.max_iter // 10)
         for epoch in range(self.max_iter):
-            perm = torch.randperm(n, generator=gen, device=self.device_)
+            perm = torch.randperm(n, generator=gen_cpu).to(self.device_)
             total, steps = 0.0, 0
             for sl in tile_slices(n, batch):
                 idx = perm[sl]
@@ -176,16 +187,16 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
         return module
 
     def _module_on_device(self):
-        device = self.device_
-        if device.type != "cpu" and torch.cuda.is_available():
+        device = usable_device(self.device_)
+        if device.type != "cpu":
             return copy.deepcopy(self.module_).to(device), device
-        return self.module_, torch.device("cpu")
+        return self.module_, device
 
     def _validated_tensor(self, X):
         X = validate_data(self, X, reset=False)
         module, device = self._module_on_device()
         dtype = module.Z.dtype
-        return torch.tensor(X, dtype=dtype, device=device), module
+        return to_tensor(X, device, dtype), module
 
     def _marginals(self, X):
         """q(f) mean and variance at the rows of X, in row tiles."""
@@ -230,8 +241,20 @@ class _BaseSparseDKM(TransformerMixin, BaseEstimator):
                 out.append(A.T)
         return torch.cat(out).cpu().numpy()
 
+    @property
+    def _n_features_out(self):
+        """Number of :meth:`transform` features (one per inducing point), for
+        ``get_feature_names_out`` (``sparsedkmregressor0``, ...)."""
+        return self.inducing_points_.shape[0]
+
     def inducing_grams(self):
-        """The learned inducing Gram matrices ``G_l^{ii}``, one ``(m, m)`` array per layer."""
+        """The learned inducing Gram matrices ``G_l^{ii}``, one per learned layer.
+
+        Returns
+        -------
+        grams : list of ndarray of shape (n_inducing, n_inducing)
+            ``n_hidden - 1`` matrices, from the second hidden layer up.
+        """
         check_is_fitted(self)
         with torch.no_grad():
             chols, _ = self.module_.inducing_chain()
@@ -406,6 +429,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         per = -0.5 * torch.log(2 * math.pi * s2) - ((y - mean) ** 2 + var) / (2 * s2)
         return per.sum(1).mean()
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the sparse DKM.
@@ -424,14 +448,7 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        if self.normalize_y:
-            self.y_mean_ = Y.mean(0)
-            std = Y.std(0)
-            self.y_std_ = np.where(std > 0, std, 1.0)
-        else:
-            self.y_mean_ = np.zeros(Y.shape[1])
-            self.y_std_ = np.ones(Y.shape[1])
-        Yn = (Y - self.y_mean_) / self.y_std_
+        Yn, self.y_mean_, self.y_std_ = standardize_targets(Y, self.normalize_y)
         self._fit_model(X, Yn, Y.shape[1], "gaussian")
         if self.solve_output:
             self._solve_output(X, Yn)
@@ -447,27 +464,30 @@ class SparseDKMRegressor(RegressorMixin, _BaseSparseDKM):
         al. 2013, Eq. 9-10): ``S = (I + A A^T / s2)^-1`` and ``M = S A y / s2``. ``A A^T`` and
         ``A y`` are accumulated over row tiles, so this is one more linear-time pass.
         """
-        module = self.module_
-        Xt = torch.tensor(X, dtype=module.Z.dtype)
-        Yt = torch.tensor(Y, dtype=module.Z.dtype)
+        # On the fit device (a copy of the CPU module there); the result goes back to module_.
+        module, device = self._module_on_device()
+        dtype = module.Z.dtype
+        Xt = to_tensor(X, device, dtype)
+        Yt = torch.tensor(Y, dtype=dtype, device=device)
         m = module.Z.shape[0]
-        P = torch.zeros((m, m), dtype=Xt.dtype)
-        r = torch.zeros((m, Yt.shape[1]), dtype=Xt.dtype)
+        P = torch.zeros((m, m), dtype=dtype, device=device)
+        r = torch.zeros((m, Yt.shape[1]), dtype=dtype, device=device)
         with torch.no_grad():
             chols, _ = module.inducing_chain()
-            for sl in tile_slices(Xt.shape[0], rows_per_tile(m, Xt.dtype, n_buffers=8)):
+            for sl in tile_slices(Xt.shape[0], rows_per_tile(m, dtype, n_buffers=8)):
                 A, _ = module.top_features(Xt[sl], chols)
                 P += A @ A.T
                 r += A @ Yt[sl]
-            eye = torch.eye(m, dtype=Xt.dtype)
+            eye = torch.eye(m, dtype=dtype, device=device)
+            target = self.module_
             for c, s2 in enumerate(module.noise()):
-                precision = eye + P / s2
-                chol_p = cholesky(precision, "the output layer's posterior precision")
-                module.q_mean[:, c] = torch.cholesky_solve(r[:, c:c + 1] / s2, chol_p)[:, 0]
-                cov = torch.cholesky_inverse(chol_p)
+                chol_p = cholesky(eye + P / s2, "the output layer's posterior precision")
+                mean = cho_solve(chol_p, r[:, c:c + 1] / s2)[:, 0]
+                cov = cho_solve(chol_p, eye)
                 chol_s = cholesky((cov + cov.T) / 2, "the output layer's posterior covariance")
-                module.q_offdiag[c] = torch.tril(chol_s, -1)
-                module.q_logdiag[c] = torch.log(torch.diagonal(chol_s))
+                target.q_mean[:, c] = mean.cpu()
+                target.q_offdiag[c] = torch.tril(chol_s, -1).cpu()
+                target.q_logdiag[c] = torch.log(torch.diagonal(chol_s)).cpu()
 
     def predict(self, X, return_std=False):
         """Predictive mean (and standard deviation) of the target.
@@ -565,6 +585,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         logp = torch.log_softmax(f, dim=-1)
         return logp.gather(-1, y.expand(n_mc, -1)[..., None]).mean()
 
+    @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the sparse DKM classifier.
@@ -583,11 +604,7 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         encoder = LabelEncoder()
         codes = encoder.fit_transform(y)
         self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "SparseDKMClassifier needs samples of at least 2 classes in the data, but the "
-                f"data contain only one class: {self.classes_[0]!r}."
-            )
+        check_n_classes(self.classes_, self)
         self._fit_model(X, codes.astype(np.int64), len(self.classes_), "categorical")
         # Fixed standard-normal draws shared by every row at prediction time.
         gen = make_generator(self.random_state, "cpu")
@@ -616,7 +633,16 @@ class SparseDKMClassifier(ClassifierMixin, _BaseSparseDKM):
         return proba.numpy()
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
         return np.log(self.predict_proba(X))
 
     def predict(self, X):

@@ -185,7 +185,9 @@ def _sin(a=1.0, b=1.0, c=0.0):
 
     def maps(k12, k11, k22, need_dot):
         half_sum = 0.5 * (k11 + k22)
-        s1 = torch.exp(b * b * (k12 - half_sum))
+        # k12 <= sqrt(k11 k22) <= half_sum (Cauchy-Schwarz); the clamp keeps the round-off of
+        # k12 on the diagonal of a large kernel (k ~ 1e50: error ~ 1e34) from giving exp(+big)
+        s1 = torch.exp(b * b * torch.clamp(k12 - half_sum, max=0.0))
         s2 = torch.exp(b * b * (-half_sum - k12)) * math.cos(2 * c)
         nngp = a * a / 2 * (s1 - s2)
         dot = a * a / 2 * b * b * (s1 + s2) if need_dot else None
@@ -204,7 +206,8 @@ def _rbf(gamma):
         return math.sqrt(2) * torch.sin(scale * x + math.pi / 4)
 
     def maps(k12, k11, k22, need_dot):
-        nngp = torch.exp(gamma * (2 * k12 - k11 - k22))
+        # 2 k12 <= k11 + k22 (Cauchy-Schwarz); clamp round-off on the diagonal (see _sin)
+        nngp = torch.exp(gamma * torch.clamp(2 * k12 - k11 - k22, max=0.0))
         dot = 2 * gamma * nngp if need_dot else None
         return nngp, dot
 

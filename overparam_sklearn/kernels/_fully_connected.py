@@ -22,7 +22,14 @@ row tiles with ``O(tile_rows * m)`` memory, never ``n x m x width``.
 import numpy as np
 import torch
 
-from .._backend import DEFAULT_TILE_BYTES, rows_per_tile, tile_slices
+from .._backend import (
+    DEFAULT_TILE_BYTES,
+    check_memory,
+    estimate_bytes,
+    rows_per_tile,
+    tile_slices,
+)
+from .._validation import check_real_matrix
 from ._dual import parse_activation
 
 __all__ = ["nngp_kernel", "ntk_kernel", "fc_kernels", "fc_diagonals", "check_kernel_params",
@@ -55,14 +62,23 @@ def check_kernel_params(n_hidden, activation, w_std, b_std, parameterization, wi
     return parse_activation(activation)
 
 
-def _as_2d_tensor(X, dtype=None, device=None):
-    X = torch.as_tensor(X)
-    if dtype is None and not X.is_floating_point():
-        dtype = torch.float64
-    X = X.to(dtype=dtype or X.dtype, device=device or X.device)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
-    return X
+def _check_diagonals(variances, theta, name):
+    """A clear error when the inputs are so large that the kernel overflows.
+
+    Every entry of the NNGP (and NTK) is bounded by the diagonal entries of its row and column
+    (Cauchy-Schwarz, layer by layer), but the dual activations form products ``k11 * k22`` of two
+    variances: the diagonals must stay below the square root of the largest float.
+    """
+    diagonals = list(variances) + ([theta] if theta is not None else [])
+    dtype = diagonals[0].dtype
+    limit = torch.finfo(dtype).max ** 0.5
+    if not all(bool((v.abs() < limit).all()) for v in diagonals):  # (NaN compares False)
+        raise ValueError(
+            f"{name} is so large that its kernel overflows {str(dtype).replace('torch.', '')}: "
+            f"the diagonal (x.x / d, or a layer's variance) exceeds {limit:.3g}, and the "
+            f"kernel multiplies two of them. Rescale {name} (e.g. with StandardScaler) or "
+            "reduce w_std."
+        )
 
 
 def check_input_scales(input_scales, n_features, like):
@@ -120,8 +136,8 @@ def dense_input_gram(X1, X2=None, w_std=1.0, b_std=0.0, input_scales=None):
     -------
     K : tensor of shape (n, m)
     """
-    X1 = _as_2d_tensor(X1)
-    X2 = X1 if X2 is None else _as_2d_tensor(X2, X1.dtype, X1.device)
+    X1 = check_real_matrix(X1, "X1")
+    X2 = X1 if X2 is None else check_real_matrix(X2, "X2", X1.dtype, X1.device)
     scales = check_input_scales(input_scales, X1.shape[1], X1)
     X1, X2 = _scale_inputs(X1, scales), _scale_inputs(X2, scales)
     return w_std**2 * (X1 @ X2.T) / X1.shape[1] + b_std**2
@@ -250,9 +266,9 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     ntk : tensor of shape (n, m) or None
     """
     act = check_kernel_params(n_hidden, activation, w_std, b_std, parameterization, width)
-    X1 = _as_2d_tensor(X1)
+    X1 = check_real_matrix(X1, "X1")
     symmetric = X2 is None
-    X2 = X1 if symmetric else _as_2d_tensor(X2, X1.dtype, X1.device)
+    X2 = X1 if symmetric else check_real_matrix(X2, "X2", X1.dtype, X1.device)
     if X1.shape[1] != X2.shape[1]:
         raise ValueError(
             f"X1 has {X1.shape[1]} features but X2 has {X2.shape[1]}; they must match."
@@ -261,14 +277,28 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     X1 = _scale_inputs(X1, scales)
     X2 = X1 if symmetric else _scale_inputs(X2, scales)
     args = (n_hidden, act, w_std, b_std, parameterization, width)
-    var1, _ = fc_diagonals(X1, *args, need_ntk=False)
-    var2 = var1 if symmetric else fc_diagonals(X2, *args, need_ntk=False)[0]
+    hyper = (w_std, b_std, input_scales)
+    traced = tensor_params = any(isinstance(p, torch.Tensor) for p in hyper)
+    var1, theta1 = fc_diagonals(X1, *args, need_ntk=need_ntk and not tensor_params)
+    var2, theta2 = (var1, theta1) if symmetric else fc_diagonals(
+        X2, *args, need_ntk=need_ntk and not tensor_params)
+    if not tensor_params:  # (the forward-mode pass of the kernel objects checks beforehand)
+        _check_diagonals(var1, theta1, "X1")
+        if not symmetric:
+            _check_diagonals(var2, theta2, "X2")
     n, m = X1.shape[0], X2.shape[0]
     tile = rows_per_tile(m, X1.dtype, _BUFFERS_PER_TILE, tile_bytes)
     store_nngp = need_nngp or not need_ntk
-    hyper = (w_std, b_std, input_scales)
-    traced = any(isinstance(p, torch.Tensor) for p in hyper)
     requires_grad = any(isinstance(p, torch.Tensor) and p.requires_grad for p in hyper)
+    n_outputs = int(store_nngp) + int(need_ntk)
+    kind = "NNGP and NTK" if n_outputs == 2 else ("NTK" if need_ntk else "NNGP")
+    check_memory(
+        n_outputs * estimate_bytes((n, m), X1.dtype) * (2 if requires_grad else 1)
+        + _BUFFERS_PER_TILE * estimate_bytes((min(tile, n), m), X1.dtype),
+        X1.device, f"the {n} x {m} {kind} kernel",
+        "Use fewer samples (or evaluate the kernel in blocks of rows), float32 inputs, or an "
+        "approximation: random features (overparam_sklearn.RandomFeatures) or Nystroem.",
+    )
     if symmetric and not requires_grad:
         tile = min(tile, max(_MIN_TILE_ROWS, -(-n // _MIN_SYMMETRIC_TILES)))
     if requires_grad or (tile >= n and not symmetric):
@@ -373,5 +403,6 @@ def ntk_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     >>> bool((K - K.T).abs().max() < 1e-12)
     True
     """
+    # the NNGP is needed tile by tile by the recursion but not stored (one n x m matrix less)
     return fc_kernels(X1, X2, n_hidden, activation, w_std, b_std, parameterization, width,
-                      need_ntk=True, input_scales=input_scales)[1]
+                      need_ntk=True, need_nngp=False, input_scales=input_scales)[1]

@@ -19,25 +19,16 @@ import numpy as np
 import torch
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
-from ._fully_connected import check_kernel_params, fc_diagonals, fc_kernels
+from .._backend import check_memory, estimate_bytes
+from .._validation import check_real_matrix
+from ._fully_connected import _check_diagonals, check_kernel_params, fc_diagonals, fc_kernels
 
 __all__ = ["NNGPKernel", "NTKKernel"]
 
 
 def _as_float64_2d(X, name):
-    """``X`` as a C-contiguous float64 array of 2 dimensions (``np.atleast_2d`` like sklearn)."""
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    X = np.atleast_2d(np.asarray(X))
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
-            or X.dtype == bool):
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    if not np.isfinite(X).all():
-        raise ValueError(f"{name} contains NaN or infinity.")
-    return X
+    """``X`` as a float64 CPU tensor of 2 dimensions (dense, real, finite, not empty)."""
+    return check_real_matrix(X, name, torch.float64, torch.device("cpu"))
 
 
 class _FullyConnectedKernel(Kernel):
@@ -176,18 +167,34 @@ class _FullyConnectedKernel(Kernel):
             # pairwise_kernels (KernelRidge, Nystroem) and SVC pass the training set twice: the
             # symmetric evaluation is twice as fast and exact on the diagonal.
             Y = None
-        X = torch.from_numpy(_as_float64_2d(X, "X"))
+        X = _as_float64_2d(X, "X")
         if Y is not None:
-            Y = torch.from_numpy(_as_float64_2d(Y, "Y"))
+            Y = _as_float64_2d(Y, "Y")
             if Y.shape[1] != X.shape[1]:
                 raise ValueError(
                     f"X has {X.shape[1]} features but Y has {Y.shape[1]}; they must match."
                 )
+        n, m = X.shape[0], (X if Y is None else Y).shape[0]
+        # the kernel, and with eval_gradient one matrix per free hyperparameter, held twice
+        # (the list of gradients and their stack)
+        n_free = sum(not hp.fixed for hp in self.hyperparameters) if eval_gradient else 0
+        check_memory(
+            (1 + 2 * n_free) * estimate_bytes((n, m), torch.float64), "cpu",
+            f"the {n} x {m} {type(self).__name__[:-6]} kernel"
+            + (f" and its {n_free} gradient matrices" if n_free else ""),
+            "Use fewer samples, or an approximation: random features "
+            "(overparam_sklearn.RandomFeatures) or sklearn's Nystroem.",
+        )
         if not eval_gradient:
             with torch.no_grad():
                 K = self._evaluate(X, Y, n_hidden, act, w_std, b_std, scales)
             return K.numpy()
 
+        # the overflow check needs plain floats (it is skipped inside the forward-mode pass)
+        variances, theta = fc_diagonals(X, n_hidden, act, w_std, b_std, self.parameterization,
+                                        self.width, need_ntk=self._need_ntk,
+                                        input_scales=scales)
+        _check_diagonals(variances, theta, "X")
         w = torch.tensor(w_std, dtype=torch.float64)
         b = torch.tensor(b_std, dtype=torch.float64)
         d = X.shape[1]
@@ -244,9 +251,13 @@ class _FullyConnectedKernel(Kernel):
         K_diag : ndarray of shape (n_samples,), float64
         """
         n_hidden, act, w_std, b_std, scales = self._check_params()
-        X = torch.from_numpy(_as_float64_2d(X, "X"))
+        X = _as_float64_2d(X, "X")
         with torch.no_grad():
-            return self._evaluate_diag(X, n_hidden, act, w_std, b_std, scales).numpy()
+            variances, theta = fc_diagonals(X, n_hidden, act, w_std, b_std,
+                                            self.parameterization, self.width,
+                                            need_ntk=self._need_ntk, input_scales=scales)
+        _check_diagonals(variances, theta, "X")
+        return (theta if self._need_ntk else variances[-1]).numpy()
 
     def is_stationary(self):
         """Returns False: the kernel depends on the inputs, not only on their difference."""

@@ -77,6 +77,20 @@ class BarDistribution(nn.Module):
         out = torch.where(idx == 0, left, interior)
         return torch.where(idx == K - 1, right, out)
 
+    def normal_masses(self, mu, sd):
+        """Bucket probabilities (..., n_bars) of ``N(mu, sd^2)`` (in ``mu``'s dtype): the mass of
+        each interior bucket, and of ``(-inf, borders[1]]`` / ``[borders[-2], inf)`` for the two
+        tail buckets. Used as soft training targets: the expected bar NLL of ``y ~ N(mu, sd^2)`` is
+        ``-sum_i mass_i log p_i`` plus terms that do not depend on the network."""
+        # in mu's precision: float32 (absolute errors ~1e-7, ample for a target) is many times
+        # faster than float64 here, and this runs on every query of every training batch
+        dtype = mu.dtype
+        b = self.borders.to(dtype)[1:-1]
+        cdf = torch.special.ndtr((b - mu[..., None]) / sd.to(dtype)[..., None])
+        cdf = torch.nn.functional.pad(cdf, (1, 0), value=0.0)
+        cdf = torch.nn.functional.pad(cdf, (0, 1), value=1.0)
+        return torch.diff(cdf, dim=-1).clamp_min(0.0)
+
     def nll(self, logits, y):
         """Negative log density of ``y`` under ``softmax(logits)`` (the PFN training loss)."""
         return -self.log_prob_from_logp(torch.log_softmax(logits, -1), y)
@@ -252,14 +266,30 @@ class PFNTransformer(nn.Module):
         return self.head(self.ln_out(h))
 
     def encode_context(self, x_ctx, y_ctx):
-        """Keys/values of every layer for a context (B, n, d_max), (B, n); queries reuse them."""
+        """Keys/values of every layer for a context (B, n, d_max), (B, n); queries reuse them.
+
+        The context tokens' outputs of the last layer feed nothing (only the queries reach the
+        head), so that layer's context update is skipped.
+        """
         h = self.x_encoder(x_ctx) + self._embed_y(y_ctx)
         cache = []
-        for layer in self.layers:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
             k, v = layer.keys_values(h)
             cache.append((k, v))
-            h = layer(h, k, v)
+            if i < last:
+                h = layer(h, k, v)
         return cache
+
+    def forward_split(self, x, y, n_ctx):
+        """Training forward pass for a batch whose datasets share one context size ``n_ctx``.
+
+        Equal to ``forward(x, y, n_ctx)[:, n_ctx:]`` (the query rows), but keys and values are
+        computed from the context tokens only, the context attends to itself without a mask, and
+        the output head runs on the query rows only. Returns logits (B, N - n_ctx, n_out).
+        """
+        n_ctx = int(n_ctx)
+        return self.predict_queries(self.encode_context(x[:, :n_ctx], y[:, :n_ctx]), x[:, n_ctx:])
 
     def predict_queries(self, cache, x_query):
         """Output logits (B, m, n_out) for queries (B, m, d_max) given :meth:`encode_context`."""

@@ -31,6 +31,7 @@ __all__ = [
     "sample_inputs",
     "standardize_context",
     "rbf_gp_sample",
+    "rbf_gp_predictive_sample",
     "gp_hyper_prior",
     "gp_fixed_prior",
     "bnn_prior",
@@ -135,6 +136,36 @@ def rbf_gp_sample(gen, x, inv_lengthscale, outputscale, noise_std):
     return f, y
 
 
+def rbf_gp_predictive_sample(gen, x, inv_lengthscale, outputscale, noise_std, n_ctx):
+    """Draw noisy targets ``y`` of an ARD RBF GP together with the exact posterior predictive
+    ``N(mu_i, sd_i^2)`` of every query point given the context points.
+
+    With ``K_y = K + sigma_n^2 I = L L^T`` and ``y = L z`` (``z`` standard normal), the first
+    ``n_ctx`` entries of ``z`` are determined by the context targets (``L`` is lower
+    triangular), so for a query ``i`` the predictive given the context is normal with mean
+    ``sum_{j < n_ctx} L_ij z_j`` and variance ``sum_{j >= n_ctx} L_ij^2`` (Rasmussen & Williams,
+    "Gaussian Processes for Machine Learning", Eq. 2.23-2.24, read off the Cholesky factor). This
+    costs one matrix-vector product beyond the draw. Entries at context positions are ``mu = y``,
+    ``sd = 0``. Returns ``(y, mu, sd)``, each (B, N) in ``x``'s dtype.
+    """
+    xs = x * inv_lengthscale[:, None, :]
+    norms = xs.pow(2).sum(-1)
+    sq = (norms[:, :, None] + norms[:, None, :] - 2.0 * xs @ xs.transpose(1, 2)).clamp_min(0.0)
+    N = x.shape[1]
+    eye = torch.eye(N, dtype=x.dtype)
+    K = outputscale[:, None, None] ** 2 * torch.exp(-0.5 * sq)
+    K = K + (noise_std[:, None, None] ** 2 + _JITTER) * eye
+    L, info = torch.linalg.cholesky_ex(K)
+    if bool((info != 0).any()):  # rare: fall back to a larger jitter
+        L = torch.linalg.cholesky(K + 1e-4 * eye)
+    z = torch.randn((x.shape[0], N), generator=gen, dtype=x.dtype)
+    y = (L @ z[..., None])[..., 0]
+    ctx = _context_mask(n_ctx, N).to(x.dtype)
+    mu = (L @ (z * ctx)[..., None])[..., 0]
+    sd = (L.pow(2) @ (1.0 - ctx)[..., None])[..., 0].sqrt()
+    return y, mu, sd
+
+
 def _draw_sizes(gen, batch, n_points, d_max, min_features=1):
     return _randint(gen, min_features, d_max, (batch,))
 
@@ -163,18 +194,32 @@ def _gp_hyperparameters(gen, n_features, d_max):
     return inv_l, outputscale, ratio * outputscale
 
 
-def _finish_regression(x, y, n_ctx, n_features, normalize=True):
+def _finish_regression(x, y, n_ctx, n_features, normalize=True, mu=None, sd=None):
+    """The batch dict; ``mu``, ``sd`` (the query targets' exact predictive normal, or the noise
+    distribution given the latent function) are standardised like ``y`` and stored as
+    ``y_mu``, ``y_sd`` for the lower-variance training targets."""
     if normalize:
-        # clamp the rare huge standardised targets of tiny contexts (|z| > 50) to keep the loss sane
-        y = standardize_context(y[..., None], n_ctx, zero_constant=False)[..., 0].clamp(
-            -50.0, 50.0
-        )
-    return {
+        # the affine map of standardize_context (constant context targets are only centred)
+        mask = _context_mask(n_ctx, y.shape[1]).to(y.dtype)
+        count = mask.sum(1, keepdim=True).clamp_min(1.0)
+        loc = (y * mask).sum(1, keepdim=True) / count
+        scale = ((((y - loc) ** 2) * mask).sum(1, keepdim=True) / count).sqrt()
+        scale = torch.where(scale <= 1e-8 * (1.0 + loc.abs()), torch.ones_like(scale), scale)
+        # clamp the rare huge standardised targets of tiny contexts (|z| > 50): a sane loss
+        y = ((y - loc) / scale).clamp(-50.0, 50.0)
+        if mu is not None:
+            mu = ((mu - loc) / scale).clamp(-50.0, 50.0)
+            sd = sd / scale
+    out = {
         "x": x.float(),
         "y": y.float(),
         "n_ctx": n_ctx,
         "n_features": n_features,
     }
+    if mu is not None:
+        out["y_mu"] = mu.float()
+        out["y_sd"] = sd.clamp_min(1e-6).float()
+    return out
 
 
 def gp_hyper_prior(gen, batch, n_points, n_ctx, d_max):
@@ -182,8 +227,8 @@ def gp_hyper_prior(gen, batch, n_points, n_ctx, d_max):
     n_features = _draw_sizes(gen, batch, n_points, d_max)
     x = standardize_context(sample_inputs(gen, batch, n_points, n_features, d_max), n_ctx)
     inv_l, s, noise = _gp_hyperparameters(gen, n_features, d_max)
-    _, y = rbf_gp_sample(gen, x, inv_l, s, noise)
-    return _finish_regression(x, y, n_ctx, n_features)
+    y, mu, sd = rbf_gp_predictive_sample(gen, x, inv_l, s, noise, n_ctx)
+    return _finish_regression(x, y, n_ctx, n_features, mu=mu, sd=sd)
 
 
 def gp_fixed_prior(gen, batch, n_points, n_ctx, d_max, max_features=None):
@@ -203,8 +248,8 @@ def gp_fixed_prior(gen, batch, n_points, n_ctx, d_max, max_features=None):
     )
     s = torch.full((batch,), FIXED_GP["outputscale"], dtype=torch.float64)
     noise = torch.full((batch,), FIXED_GP["noise_std"], dtype=torch.float64)
-    _, y = rbf_gp_sample(gen, x, inv_l, s, noise)
-    return _finish_regression(x, y, n_ctx, n_features, normalize=False)
+    y, mu, sd = rbf_gp_predictive_sample(gen, x, inv_l, s, noise, n_ctx)
+    return _finish_regression(x, y, n_ctx, n_features, normalize=False, mu=mu, sd=sd)
 
 
 def _random_mlp(gen, x, n_out, relevant):
@@ -257,7 +302,10 @@ def bnn_prior(gen, batch, n_points, n_ctx, d_max):
     f = _random_mlp(gen, x, 1, relevant)[..., 0]
     ratio = torch.exp(_uniform(gen, (batch,), math.log(0.01), math.log(1.0)))
     y = f + ratio[:, None] * torch.randn(f.shape, generator=gen, dtype=f.dtype)
-    return _finish_regression(x, y, n_ctx, n_features)
+    # given the latent function the noise is known: y ~ N(f, ratio^2) (not the full posterior
+    # predictive, but still an unbiased, lower-variance target; see train._loss)
+    sd = ratio[:, None].expand_as(f)
+    return _finish_regression(x, y, n_ctx, n_features, mu=f, sd=sd)
 
 
 def regression_prior(gen, batch, n_points, n_ctx, d_max, p_bnn=0.2):
@@ -338,3 +386,255 @@ def get_prior(name):
         return _PRIORS[name]
     except KeyError:
         raise ValueError(f"unknown prior {name!r}; choose one of {sorted(_PRIORS)}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# tabular priors: structural causal models and random trees (Hollmann et al., "TabPFN", ICLR 2023,
+# Sec. 4.3-4.4 and App. C: SCM prior; Hollmann et al., Nature 2025, "Accurate predictions on small
+# data with a tabular foundation model", Methods: tree-based node functions)
+
+
+def _discretize(gen, v, p_cat):
+    """Turn each column of ``v`` (B, N, k) into a few-valued categorical-like feature with
+    probability ``p_cat``: 2-10 levels cut at random quantiles of the column, coded as integers
+    in a random order (categories carry no order)."""
+    B, N, k = v.shape
+    cat = torch.rand((B, 1, k), generator=gen) < p_cat
+    levels = _randint(gen, 2, 10, (B, 1, k))
+    # cut points at the values of random rows (random quantiles of the column's distribution)
+    rows = torch.randint(0, N, (B, 9, k), generator=gen)
+    cuts = torch.sort(torch.gather(v, 1, rows), 1).values  # (B, 9, k)
+    use = torch.arange(9)[None, :, None] < (levels - 1)
+    codes = ((v[:, :, None, :] > cuts[:, None, :, :]) & use[:, None]).sum(2)  # (B, N, k)
+    perm = torch.argsort(torch.rand((B, 10, k), generator=gen), 1)
+    codes = torch.gather(perm, 1, codes).to(v.dtype)
+    return torch.where(cat, codes, v)
+
+
+def _scm_nodes(gen, batch, n_points, n_nodes):
+    """Values (B, N, M) of the nodes of random structural causal models, and the per-node noise
+    standard deviations and noiseless values (for the target's noise-free latent).
+
+    Nodes are topologically ordered; node ``j`` has each earlier node as a parent with probability
+    ``p_edge ~ U(0.2, 0.7)`` (per dataset). A node is ``g_j(sum_i w_ij v_i + b_j) + e_j`` with
+    weights ``N(0, 1 / n_parents)``, ``g_j`` drawn per node from {identity, tanh, relu, sin,
+    square, step, abs} and Gaussian noise of standard deviation log-uniform on [0.01, 0.5]; root
+    nodes draw normal, uniform, log-normal or Student-t values. Each node is standardised (over
+    the dataset) before it feeds its children.
+    """
+    B, N, M = batch, n_points, n_nodes
+    p_edge = _uniform(gen, (B, 1, 1), 0.2, 0.7)
+    adj = (_uniform(gen, (B, M, M)) < p_edge) & torch.ones(M, M, dtype=torch.bool).triu(1)
+    W = torch.randn((B, M, M), generator=gen, dtype=torch.float64)
+    act = _randint(gen, 0, 6, (B, 1, M))
+    bias = 0.5 * torch.randn((B, 1, M), generator=gen, dtype=torch.float64)
+    noise_sd = torch.exp(_uniform(gen, (B, 1, M), math.log(0.01), math.log(0.5)))
+    eps = torch.randn((B, N, M), generator=gen, dtype=torch.float64) * noise_sd
+    root_kind = _randint(gen, 0, 3, (B, 1, M))
+    z = torch.randn((B, N, M), generator=gen, dtype=torch.float64)
+    chi = torch.randn((B, N, M, 3), generator=gen, dtype=torch.float64).pow(2).sum(-1)
+    roots = torch.where(root_kind == 0, z, _uniform(gen, (B, N, M), -1.7, 1.7))
+    roots = torch.where(root_kind == 2, torch.exp(0.8 * z), roots)
+    roots = torch.where(root_kind == 3, (z / torch.sqrt(chi / 3.0 + 1e-3)).clamp(-20, 20), roots)
+    vals = torch.zeros((B, N, M), dtype=torch.float64)
+    latent = torch.zeros((B, N, M), dtype=torch.float64)
+    sd = torch.zeros((B, 1, M), dtype=torch.float64)
+    for j in range(M):
+        par = adj[:, :, j]  # (B, M)
+        n_par = par.sum(1, keepdim=True)
+        w = torch.where(par, W[:, :, j], torch.zeros_like(W[:, :, j])) / n_par.clamp_min(1).sqrt()
+        pre = (vals @ w[..., None])[..., 0] + bias[:, :, j]
+        a = act[:, :, j]
+        out = pre
+        out = torch.where(a == 1, torch.tanh(pre), out)
+        out = torch.where(a == 2, torch.relu(pre), out)
+        out = torch.where(a == 3, torch.sin(2.0 * pre), out)
+        out = torch.where(a == 4, pre**2 - 1.0, out)
+        out = torch.where(a == 5, (pre > 0).to(pre.dtype) - 0.5, out)
+        out = torch.where(a == 6, pre.abs(), out)
+        is_root = n_par == 0
+        f = torch.where(is_root, roots[:, :, j], out)
+        # standardised with statistics of the noise-free f and the noise's known scale, so the
+        # node's own noise enters its value only through e_j (keeps N(latent, sd^2) exact)
+        mean = f.mean(1, keepdim=True)
+        scale = (f.var(1, keepdim=True) + noise_sd[:, :, j] ** 2).sqrt().clamp_min(1e-6)
+        vals[:, :, j] = (f + eps[:, :, j] - mean) / scale
+        latent[:, :, j] = (f - mean) / scale
+        sd[:, :, j] = noise_sd[:, :, j] / scale
+    return vals, latent, sd[:, 0, :], adj
+
+
+def _scm_dataset(gen, batch, n_points, n_ctx, d_max, p_cat=0.25):
+    """Features and a continuous target from random SCMs: the target is a non-root node (one with
+    parents, where there is one), the features are ``d`` other nodes (causes, effects or
+    unrelated), ``d`` uniform on 1..``d_max``; some features are made categorical-like."""
+    B = batch
+    n_features = _draw_sizes(gen, B, n_points, d_max)
+    M = d_max + 1 + int(_randint(gen, 0, d_max, (1,)))
+    vals, latent, noise_sd, adj = _scm_nodes(gen, B, n_points, M)
+    has_parent = adj.any(1)  # (B, M)
+    score = torch.rand((B, M), generator=gen) + has_parent.to(torch.float32)
+    target = score.argmax(1)  # a random node with parents (if any)
+    # features: a random order of the other nodes, the first n_features of them
+    key = torch.rand((B, M), generator=gen)
+    key[torch.arange(B), target] = 2.0
+    order = torch.argsort(key, 1)[:, :d_max]
+    x = torch.gather(vals, 2, order[:, None, :].expand(B, n_points, d_max))
+    x = _discretize(gen, x, p_cat)
+    present = torch.arange(d_max)[None, None, :] < n_features[:, None, None]
+    x = torch.where(present, x, torch.zeros_like(x))
+    t = target[:, None, None].expand(B, n_points, 1)
+    y = torch.gather(vals, 2, t)[..., 0]
+    f = torch.gather(latent, 2, t)[..., 0]
+    sd = torch.gather(noise_sd, 1, target[:, None]).expand_as(f)
+    # the target's descendants may be features: then f is not its predictive mean given x, so
+    # the noise-integrated target is offered only for datasets whose features are non-descendants
+    reach = adj.clone()
+    for _ in range(M):
+        reach = reach | ((reach.to(torch.float32) @ adj.to(torch.float32)) > 0)
+    desc = torch.gather(reach, 1, target[:, None, None].expand(B, 1, M))[:, 0, :]  # (B, M)
+    feat_desc = torch.gather(desc, 1, order) & present[:, 0, :]
+    clean = ~feat_desc.any(1)
+    return x, y, f, sd, clean, n_features
+
+
+def scm_prior(gen, batch, n_points, n_ctx, d_max):
+    """Structural-causal-model prior for regression (random DAG, nonlinear node functions, noise;
+    the target is a node, the features other nodes, some of them few-valued)."""
+    x, y, f, sd, clean, n_features = _scm_dataset(gen, batch, n_points, n_ctx, d_max)
+    x = standardize_context(x, n_ctx)
+    out = _finish_regression(x, y, n_ctx, n_features, mu=f, sd=sd)
+    # where an effect of the target is a feature, the noise-free latent is not the predictive
+    # mean: fall back to the drawn target (mu = y, a point mass at the drawn value)
+    out["y_mu"] = torch.where(clean[:, None], out["y_mu"], out["y"])
+    out["y_sd"] = torch.where(clean[:, None], out["y_sd"], torch.full_like(out["y_sd"], 1e-6))
+    return out
+
+
+def _random_trees(gen, x, relevant, n_out):
+    """Sum of ``T ~ U{1..8}`` random decision trees of depth ``U{1..6}`` (shared per batch) on the
+    ``relevant`` features: each internal node splits a random relevant feature at a random
+    quantile (in [0.1, 0.9]) of its values; the leaves hold ``N(0, 1)`` vectors of length
+    ``n_out``. Returns (B, N, n_out), columns scaled to unit variance."""
+    B, N, D = x.shape
+    T = int(_randint(gen, 1, 8, (1,)))
+    depth = int(_randint(gen, 1, 6, (1,)))
+    n_int = 2**depth - 1
+    total = torch.zeros((B, N, n_out), dtype=x.dtype)
+    w = relevant.to(torch.float64) + 1e-12
+    xs = torch.sort(x, 1).values  # per-feature order statistics of each dataset
+    for _ in range(T):
+        feat = torch.multinomial(w, n_int, replacement=True, generator=gen)  # (B, n_int)
+        # threshold: the feature's quantile at a random level in [0.1, 0.9]; "x >= thr" goes right
+        rows = (_uniform(gen, (B, n_int), 0.1, 0.9) * N).long().clamp(0, N - 1)
+        thr = xs[torch.arange(B)[:, None], rows, feat]  # (B, n_int)
+        leaves = torch.randn((B, 2**depth, n_out), generator=gen, dtype=x.dtype)
+        node = torch.zeros((B, N), dtype=torch.long)
+        for _level in range(depth):
+            f = torch.gather(feat, 1, node)
+            xv = torch.gather(x, 2, f[..., None])[..., 0]
+            go = (xv >= torch.gather(thr, 1, node)).long()
+            node = 2 * node + 1 + go
+        leaf = node - n_int
+        total = total + torch.gather(leaves, 1, leaf[..., None].expand(B, N, n_out))
+    total = total - total.mean(1, keepdim=True)
+    return total / total.std(1, keepdim=True).clamp_min(1e-6)
+
+
+def tree_prior(gen, batch, n_points, n_ctx, d_max):
+    """Random-forest-like prior for regression: a sum of random axis-aligned trees on the
+    inputs of :func:`sample_inputs` (which include few-valued features), plus Gaussian noise."""
+    n_features = _draw_sizes(gen, batch, n_points, d_max)
+    x = standardize_context(sample_inputs(gen, batch, n_points, n_features, d_max), n_ctx)
+    relevant = _relevant_features(gen, n_features, d_max)
+    f = _random_trees(gen, x, relevant, 1)[..., 0]
+    ratio = torch.exp(_uniform(gen, (batch,), math.log(0.01), math.log(1.0)))
+    y = f + ratio[:, None] * torch.randn(f.shape, generator=gen, dtype=f.dtype)
+    sd = ratio[:, None].expand_as(f)
+    return _finish_regression(x, y, n_ctx, n_features, mu=f, sd=sd)
+
+
+def _labels_from_latent(gen, g, K, max_classes):
+    """Ordered classes from cutting a latent (B, N) at ``K - 1`` random quantiles, then a random
+    permutation of the class ids per dataset."""
+    B = g.shape[0]
+    cuts = torch.sort(_uniform(gen, (B, K - 1), 0.05, 0.95), 1).values
+    qs = torch.stack([torch.quantile(g[b], cuts[b]) for b in range(B)])
+    labels = (g[:, :, None] > qs[:, None, :]).sum(-1)
+    perm = torch.argsort(torch.rand((B, max_classes), generator=gen), 1)
+    return torch.gather(perm, 1, labels)
+
+
+def _n_classes(gen, max_classes):
+    if float(torch.rand((1,), generator=gen)) < 0.5:
+        return int(_randint(gen, 3, max_classes, (1,)))
+    return 2
+
+
+def scm_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
+    """SCM prior for classification: the target node cut at random quantiles into 2 (half the
+    batches) or 3..``max_classes`` classes, ids permuted per dataset."""
+    x, y, _, _, _, n_features = _scm_dataset(gen, batch, n_points, n_ctx, d_max)
+    x = standardize_context(x, n_ctx)
+    K = _n_classes(gen, max_classes)
+    labels = _labels_from_latent(gen, y, K, max_classes)
+    return {"x": x.float(), "y": labels.float(), "n_ctx": n_ctx, "n_features": n_features}
+
+
+def tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
+    """Tree prior for classification: ``argmax_k (F_k(x) + tau * Gumbel)`` over the class scores
+    ``F_k`` of a sum of random trees (vector leaves), label noise ``tau`` log-uniform on
+    [0.01, 1]; ids permuted per dataset."""
+    n_features = _draw_sizes(gen, batch, n_points, d_max)
+    x = standardize_context(sample_inputs(gen, batch, n_points, n_features, d_max), n_ctx)
+    relevant = _relevant_features(gen, n_features, d_max)
+    K = _n_classes(gen, max_classes)
+    F_ = _random_trees(gen, x, relevant, K)
+    tau = torch.exp(_uniform(gen, (batch, 1, 1), math.log(0.01), math.log(1.0)))
+    gumbel = -torch.log(-torch.log(_uniform(gen, F_.shape).clamp(1e-12, 1 - 1e-12)))
+    labels = torch.argmax(F_ + tau * gumbel, -1)
+    perm = torch.argsort(torch.rand((batch, max_classes), generator=gen), 1)
+    labels = torch.gather(perm, 1, labels)
+    return {"x": x.float(), "y": labels.float(), "n_ctx": n_ctx, "n_features": n_features}
+
+
+def tabular_regression_prior(gen, batch, n_points, n_ctx, d_max):
+    """Mixture per batch: hyperprior GP 40%, SCM 30%, trees 15%, random MLP 15%."""
+    u = float(torch.rand((1,), generator=gen))
+    if u < 0.4:
+        return gp_hyper_prior(gen, batch, n_points, n_ctx, d_max)
+    if u < 0.7:
+        return scm_prior(gen, batch, n_points, n_ctx, d_max)
+    if u < 0.85:
+        return tree_prior(gen, batch, n_points, n_ctx, d_max)
+    return bnn_prior(gen, batch, n_points, n_ctx, d_max)
+
+
+def tabular_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
+    """Mixture per batch: the GP/MLP classification prior 40%, SCM 35%, trees 25%."""
+    u = float(torch.rand((1,), generator=gen))
+    if u < 0.4:
+        return classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+    if u < 0.75:
+        return scm_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+    return tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+
+
+_PRIORS.update(
+    {
+        "scm": scm_prior,
+        "tree": tree_prior,
+        "scm_classification": scm_classification_prior,
+        "tree_classification": tree_classification_prior,
+        "tabular_regression": tabular_regression_prior,
+        "tabular_classification": tabular_classification_prior,
+    }
+)
+__all__ += [
+    "scm_prior",
+    "tree_prior",
+    "scm_classification_prior",
+    "tree_classification_prior",
+    "tabular_regression_prior",
+    "tabular_classification_prior",
+]

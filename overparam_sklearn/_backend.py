@@ -4,17 +4,23 @@ Estimators validate input with scikit-learn, then come here to turn numpy arrays
 the resolved device and dtype, to draw randomness from a private :class:`torch.Generator`, to tile
 large computations, and to refuse an allocation that cannot fit before it is attempted.
 
-Nothing in this module changes torch's global state (threads, default dtype, global RNG).
+Nothing in this module changes torch's global state (default dtype, global RNG) for longer than
+a call: :func:`thread_limit` sets torch's thread count for the duration of an estimator's torch
+work and restores it on exit.
 """
 
+import contextlib
 import copy
+import functools
 import itertools
 import math
+import threading
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
 __all__ = [
     "DEVICE_OPTIONS",
@@ -33,6 +39,11 @@ __all__ = [
     "rows_per_tile",
     "usable_device",
     "DevicePortableMixin",
+    "THREADS_OPTIONS",
+    "resolve_threads",
+    "thread_limit",
+    "limits_threads",
+    "Progress",
 ]
 
 #: ``_parameter_constraints`` entry for every ``device`` parameter.
@@ -41,6 +52,9 @@ DEVICE_OPTIONS = [StrOptions({"auto", "cpu", "cuda"})]
 #: ``"float64"`` for kernel solves, ``"float32"`` for neural networks. Only a transformer that
 #: follows its input's dtype (``RandomFeatures``) adds ``None`` ("as the input").
 DTYPE_OPTIONS = [StrOptions({"float32", "float64"})]
+
+#: ``_parameter_constraints`` entry for every ``n_threads`` parameter.
+THREADS_OPTIONS = [Interval(Integral, 1, None, closed="left"), None]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -300,3 +314,205 @@ class DevicePortableMixin:
                 for key, value in list(self.__dict__.items()):
                     if isinstance(value, torch.Tensor):
                         self.__dict__[key] = value.to(device)
+
+
+# ------------------------------------------------------------------------------------------
+# Thread policy
+#
+# Measured with benchmarks/threads.py on a 2-core machine (torch 2.13, OpenMP + MKL): work made
+# of many small ops (minibatch training of the DKM, the data-diet networks, the PFN forward
+# pass) runs 5-100x slower with two threads than with one, alone or with another busy process
+# beside it (OpenMP threads wait on each other at every op; the SparseDKM quickstart row took
+# 491.6 s with the default threads against 22.2 s with one). Large dense work (kernels,
+# Cholesky, eigendecompositions of thousands of rows) gains from the cores only when they are
+# free: on the shared 2-core machine even a 3000 x 3000 NTK kernel ran 4.6x slower on two
+# threads than on one. So: one thread for small work; for large work torch's
+# thread count (the user's choice, torch's default otherwise), capped by the cores the 1-minute
+# load average leaves idle (this process counting for one), and at least one.
+
+#: Rows from which a dense kernel / solve counts as large work (uses torch's thread count).
+LARGE_WORK_ROWS = 2000
+
+_thread_lock = threading.Lock()
+_thread_depth = [0, None]  # open contexts, torch's thread count before the outermost one
+
+
+def resolve_threads(n_threads, large=False):
+    """The intra-op thread count for a piece of work under the package's policy.
+
+    Parameters
+    ----------
+    n_threads : int >= 1 or None
+        The estimator's ``n_threads``. An int is used as given; ``None`` lets the policy choose.
+    large : bool, default=False
+        Whether the work is large dense linear algebra (see :data:`LARGE_WORK_ROWS`). ``None``
+        then keeps torch's current thread count, capped by the idle cores
+        (:func:`idle_cores`); small work (training loops of many small ops) gets one thread.
+    """
+    if n_threads is not None:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, Integral) or n_threads < 1:
+            raise ValueError(f"n_threads must be None or an int >= 1, got {n_threads!r}")
+        return int(n_threads)
+    if not large:
+        return 1
+    current = torch.get_num_threads()
+    idle = idle_cores()
+    return current if idle is None else max(1, min(current, idle))
+
+
+def idle_cores():
+    """Cores the 1-minute load average leaves free, counting this process as one (``None``
+    where the load average is unavailable)."""
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+    cores = os.cpu_count() or 1
+    return int(math.floor(cores - max(0.0, load - 1.0) + 1e-9))
+
+
+_blas = []
+
+
+def _blas_limit(n):
+    """Lower (never raise) the BLAS libraries' threads (scipy's LAPACK calls) to ``n``."""
+    if not _blas:
+        from threadpoolctl import ThreadpoolController
+
+        # created once (it scans the loaded libraries, ~5 ms); scipy's BLAS is loaded by then
+        _blas.append(ThreadpoolController().select(user_api="blas"))
+    controller = _blas[0]
+    counts = [lib.num_threads for lib in controller.lib_controllers]
+    if not counts:
+        return contextlib.nullcontext()
+    target = min(n, min(counts))
+    if target >= max(counts):
+        return contextlib.nullcontext()
+    return controller.limit(limits=target)
+
+
+@contextlib.contextmanager
+def thread_limit(n_threads, large=False):
+    """Run a block with torch's intra-op thread count set by :func:`resolve_threads`.
+
+    The BLAS under scipy (used for some LAPACK calls) is lowered to the same count through
+    ``threadpoolctl`` (never raised). Both are restored on exit, also after an exception, so the
+    caller's global state is unchanged. Contexts nest (an estimator inside another); the
+    outermost one restores the original count.
+
+    Yields
+    ------
+    n : int
+        The thread count in force inside the block.
+    """
+    n = resolve_threads(n_threads, large)
+    with _thread_lock:
+        outer = _thread_depth[0] == 0
+        if outer:
+            _thread_depth[1] = torch.get_num_threads()
+        previous = torch.get_num_threads()
+        _thread_depth[0] += 1
+        if n != previous:
+            torch.set_num_threads(n)
+    try:
+        with _blas_limit(n):
+            yield n
+    finally:
+        with _thread_lock:
+            _thread_depth[0] -= 1
+            restore = _thread_depth[1] if _thread_depth[0] == 0 else previous
+            if torch.get_num_threads() != restore:
+                torch.set_num_threads(restore)
+
+
+def _n_rows(X):
+    try:
+        from sklearn.utils.validation import _num_samples
+
+        return _num_samples(X)
+    except Exception:  # validation proper happens inside the method and reports the problem
+        return 0
+
+
+def limits_threads(large=None):
+    """Decorator: run an estimator method inside ``thread_limit(self.n_threads, ...)``.
+
+    Parameters
+    ----------
+    large : callable or None
+        ``large(self, n_rows)`` says whether the call is large dense work, given the rows of
+        its first argument (0 when they cannot be counted); ``None`` means small work.
+    """
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, *args, **kwargs):
+            is_large = False
+            if large is not None:
+                is_large = bool(large(self, _n_rows(args[0]) if args else 0))
+            with thread_limit(getattr(self, "n_threads", None), is_large):
+                return method(self, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+# ------------------------------------------------------------------------------------------
+# Progress of long work
+
+
+class Progress:
+    """Progress of a loop of known length: a tqdm bar (on stderr) and log lines, when verbose.
+
+    With ``verbose=0`` every method does nothing. Log lines go to stdout through
+    ``tqdm.write``, so they do not break the bar.
+
+    Parameters
+    ----------
+    total : int
+        Number of steps.
+    desc : str
+        Label of the bar (the estimator's name).
+    verbose : int
+        The estimator's ``verbose``.
+    unit : str, default="it"
+    """
+
+    def __init__(self, total, desc, verbose, unit="it"):
+        self.desc = desc
+        self.verbose = verbose
+        self._bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False,
+                             dynamic_ncols=True)
+
+    def update(self, n=1, **postfix):
+        """Advance by ``n`` steps, showing ``postfix`` (e.g. the current loss) beside the bar."""
+        if self._bar is not None:
+            if postfix:
+                self._bar.set_postfix(postfix, refresh=False)
+            self._bar.update(n)
+
+    def log(self, message):
+        """Print ``[desc] message`` to stdout (above the bar) when verbose."""
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"[{self.desc}] {message}")
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -519,3 +519,122 @@ def ridge_solve(Phi, y, alpha, fit_intercept=True, mixed="auto"):
         c = cho_solve(L, yc)
         coef = _tmatmul(Phi, c) - torch.outer(x_mean, c.sum(dim=0))
     return coef, y_mean - x_mean @ coef
+
+
+# ------------------------------------------------------------------------------------------
+# Choosing the ridge: alpha="auto"
+#
+# A grid relative to the spectrum of the (centred) Gram or kernel matrix, scored by exact
+# leave-one-out or GCV from one eigendecomposition (as scikit-learn's RidgeCV). The grid runs
+# from ``max(1e-10, 10 n eps) * s_max`` (the fit interpolates up to round-off) to ``100 s_max``
+# (every direction shrunk by at least 99%, the prediction is the mean), four points a decade.
+
+#: Upper end of the automatic grid, in units of the largest eigenvalue.
+AUTO_ALPHA_HIGH = 100.0
+#: Points per decade of the automatic grid.
+AUTO_ALPHA_PER_DECADE = 4
+
+
+def _auto_alpha_floor(n, dtype):
+    """Lowest alpha of the automatic grid, relative to the largest eigenvalue."""
+    return max(1e-10, 10 * n * torch.finfo(dtype).eps)
+
+
+def auto_alpha_grid(s, n, dtype):
+    """The ``alpha="auto"`` grid (ascending numpy array) for eigenvalues ``s`` of ``n`` rows."""
+    s_max = float(torch.as_tensor(s).max()) if torch.as_tensor(s).numel() else 0.0
+    if not s_max > 0:
+        return np.array([1.0])
+    low = _auto_alpha_floor(n, dtype)
+    decades = math.log10(AUTO_ALPHA_HIGH / low)
+    num = int(round(decades * AUTO_ALPHA_PER_DECADE)) + 1
+    return s_max * np.logspace(math.log10(low), math.log10(AUTO_ALPHA_HIGH), num)
+
+
+def warn_if_alpha_on_edge(alphas, best, s, size, hint="Extend the grid.", stacklevel=3):
+    """Warn (``ConvergenceWarning``) when ``alphas[best]`` is on an edge of the grid and going
+    beyond that edge could still change the fit.
+
+    Past ``99 s_max`` every direction is shrunk by more than 99% (the fit is the mean), and below
+    ``0.01 s_min`` (the smallest eigenvalue above the pseudo-inverse cutoff), or below the
+    round-off floor of the automatic grid, the fit interpolates: an edge beyond those points is
+    not a sign of a too-narrow grid, so it stays silent (leave-one-out picks the floor when the
+    data have duplicated rows, for example).
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if alphas.size < 2 or alphas.min() == alphas.max():
+        return
+    alpha = float(alphas[best])
+    s = torch.as_tensor(s)
+    s_max = float(s.max().clamp(min=0))
+    positive = s[s > _pinv_cutoff(s, size)]
+    s_min = float(positive.min()) if positive.numel() else 0.0
+    floor = _auto_alpha_floor(size, s.dtype) * s_max  # round-off: the fit interpolates
+    lo, hi = float(alphas.min()), float(alphas.max())
+    upper = alpha == hi and alpha < 99 * s_max
+    lower = alpha == lo and alpha > 0.01 * s_min and alpha > floor * (1 + 1e-9)
+    if upper or lower:
+        side = "upper" if upper else "lower"
+        warnings.warn(
+            f"The selected alpha={alpha:g} is on the {side} edge of the grid [{lo:g}, {hi:g}], "
+            f"and a {'larger' if upper else 'smaller'} alpha would still change the fit; the "
+            f"optimum may lie outside it. {hint}",
+            ConvergenceWarning, stacklevel=stacklevel,
+        )
+
+
+def kernel_ridge_path(s, U, Y, alphas, criterion="loo", tau=None):
+    """Cross-validation error of kernel ridge (no intercept) for every alpha, from ``K = U s U'``.
+
+    The fitted values are ``H(alpha) y`` with ``H = U diag(s f) U'``: ``f = 1 / (s + alpha)``
+    for the converged ridge, ``f = (1 - exp(-tau (s + alpha))) / (s + alpha)`` for gradient flow
+    stopped at ``tau`` (Lee et al. 2019, Eq. 9-16). The residual ``y - H y = U diag(1 - s f) U' y``
+    is computed from ``1 - s f`` directly (for the ridge ``alpha / (s + alpha)``), without
+    cancellation when the fit nearly interpolates. ``"loo"``: the exact leave-one-out residual
+    ``(y_i - (H y)_i) / (1 - H_ii)`` of a ridge (Allen 1974); ``"gcv"``:
+    ``mean((y - H y)^2) / (1 - tr(H) / n)^2`` (Golub, Heath & Wahba 1979), defined for any linear
+    smoother, which is what a finite ``tau`` needs.
+
+    Parameters
+    ----------
+    s, U : tensors of shape (n,), (n, n)
+        Eigenpairs of the kernel matrix (without the ridge), eigenvalues clipped at zero.
+    Y : tensor of shape (n, k)
+    alphas : array-like of shape (n_alphas,), > 0
+    criterion : {"loo", "gcv"}
+    tau : float or None
+        Finite training time of the flow (``t / y.size``); ``None`` is the converged ridge.
+
+    Returns
+    -------
+    mse : ndarray of shape (n_alphas,)
+        Mean over samples and outputs of the squared LOO (or GCV) residuals (``inf`` where
+        undefined).
+    """
+    if criterion not in ("loo", "gcv"):
+        raise ValueError(f"criterion must be 'loo' or 'gcv', got {criterion!r}")
+    n, k = Y.shape
+    a = torch.as_tensor(np.asarray(alphas, dtype=np.float64), dtype=s.dtype, device=s.device)
+    denom = s[:, None] + a[None, :]  # (n, A)
+    if tau is None:
+        shrink = a[None, :] / denom  # 1 - s / (s + alpha)
+    else:
+        shrink = 1 - s[:, None] * flow_filter(denom, tau)
+    Uty = U.T @ Y  # (n, k)
+    A = a.numel()
+    resid = (U @ (shrink[:, :, None] * Uty[:, None, :]).reshape(n, A * k)).reshape(n, A, k)
+    if criterion == "loo":
+        one_minus_h = (U * U) @ shrink  # (n, A)
+        safe = one_minus_h > 1e-12
+        scaled = resid / torch.where(safe, one_minus_h, 1.0)[:, :, None]
+        loo = torch.where(safe[:, :, None], scaled, torch.inf)
+        mse = (loo * loo).mean(dim=(0, 2))
+    else:
+        frac = shrink.sum(dim=0) / n  # 1 - tr(H) / n
+        gcv = (resid * resid).mean(dim=(0, 2)) / frac.clamp(min=1e-12) ** 2
+        mse = torch.where(frac > 1e-12, gcv, torch.inf)
+    return mse.cpu().numpy()

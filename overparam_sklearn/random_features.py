@@ -22,7 +22,6 @@ predicts.
 
 import math
 import numbers
-import warnings
 
 import numpy as np
 import torch
@@ -34,7 +33,6 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -44,9 +42,12 @@ from . import _linalg
 from ._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    LARGE_WORK_ROWS,
+    THREADS_OPTIONS,
     DevicePortableMixin,
     check_memory,
     estimate_bytes,
+    limits_threads,
     make_generator,
     numpy_dtype,
     resolve_device,
@@ -64,6 +65,12 @@ from .kernels._fully_connected import check_input_scales
 __all__ = ["RandomFeatures", "RandomFeatureRegressor", "RandomFeatureClassifier"]
 
 _FLOATS = [np.float64, np.float32]
+
+
+def _large(est, n_rows):
+    """Feature maps and solves count as large work (torch's thread count) from
+    LARGE_WORK_ROWS rows or features on; below, one thread."""
+    return max(n_rows, est.n_components) >= LARGE_WORK_ROWS
 
 
 def _check_activation(activation):
@@ -112,6 +119,10 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
     dtype : {"float32", "float64"} or None, default=None
         Output dtype; ``None`` keeps the input's (float32 stays float32, anything else becomes
         float64). The random weights are drawn in float64 whatever the dtype.
+    n_threads : int or None, default=None
+        torch intra-op threads inside ``transform`` (restored on exit). ``None``: torch's
+        current count from 2000 rows or components on, one thread below (see
+        ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -152,10 +163,12 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
         "random_state": ["random_state"],
         "device": DEVICE_OPTIONS,
         "dtype": DTYPE_OPTIONS + [None],
+        "n_threads": THREADS_OPTIONS,
     }
 
     def __init__(self, n_components=500, activation="relu", w_std=1.0, b_std=0.0,
-                 input_scales=None, random_state=None, device="auto", dtype=None):
+                 input_scales=None, random_state=None, device="auto", dtype=None,
+                 n_threads=None):
         self.n_components = n_components
         self.activation = activation
         self.w_std = w_std
@@ -164,6 +177,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
+        self.n_threads = n_threads
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -211,6 +225,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
         self._n_features_out = self.n_components
         return self
 
+    @limits_threads(_large)
     def transform(self, X):
         """The random features of ``X``.
 
@@ -267,7 +282,8 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
 
 _RIDGE_CONSTRAINTS = {
     **RandomFeatures._parameter_constraints,
-    "alpha": [Interval(numbers.Real, 0, None, closed="left"), "array-like"],
+    "alpha": [Interval(numbers.Real, 0, None, closed="left"), "array-like",
+              StrOptions({"auto"})],
     "alpha_selection": [StrOptions({"loo", "gcv"})],
     "fit_intercept": ["boolean"],
     "verbose": ["verbose"],
@@ -275,7 +291,9 @@ _RIDGE_CONSTRAINTS = {
 
 
 def _check_alphas(alpha):
-    """``(alphas as a 1-D float array, is_grid)``."""
+    """``(alphas as a 1-D float array, is_grid)``; ``(None, True)`` for ``"auto"``."""
+    if isinstance(alpha, str) and alpha == "auto":
+        return None, True
     if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool):
         return np.array([float(alpha)]), False
     alphas = np.asarray(alpha, dtype=np.float64).ravel()
@@ -291,9 +309,9 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
 
     _parameter_constraints = _RIDGE_CONSTRAINTS
 
-    def __init__(self, n_components=500, activation="relu", w_std=1.0, b_std=0.0, alpha=1.0,
+    def __init__(self, n_components=500, activation="relu", w_std=1.0, b_std=0.0, alpha="auto",
                  alpha_selection="loo", fit_intercept=True, input_scales=None, random_state=None,
-                 device="auto", dtype="float64", verbose=0):
+                 device="auto", dtype="float64", n_threads=None, verbose=0):
         self.n_components = n_components
         self.activation = activation
         self.w_std = w_std
@@ -305,8 +323,10 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
+        self.n_threads = n_threads
         self.verbose = verbose
 
+    @limits_threads(_large)
     def _fit_targets(self, X, Y):
         """Draw the features of ``X`` and fit ridge to ``Y`` (n, t); sets the fitted state."""
         alphas, is_grid = _check_alphas(self.alpha)
@@ -334,6 +354,8 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
                      "reduce n_components or the number of samples.")
         if is_grid:
             dec = _linalg.ridge_decompose(Phi, Yt, self.fit_intercept)
+            if alphas is None:  # "auto": a grid relative to the spectrum
+                alphas = _linalg.auto_alpha_grid(dec["s"], max(n, N), dtype)
             if self.verbose:
                 print(f"[{type(self).__name__}] {dec['mode']} eigendecomposition done; "
                       f"scoring {alphas.size} alphas by {self.alpha_selection}", flush=True)
@@ -347,13 +369,10 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
                 "rank": order + 1,
             }
             self.best_score_ = -float(mse[best])
-            lo, hi = alphas.min(), alphas.max()
-            if lo < hi and alpha in (lo, hi):
-                warnings.warn(
-                    f"The selected alpha={alpha:g} is on the edge of the grid "
-                    f"[{lo:g}, {hi:g}]; the optimum may lie outside it. Extend the grid.",
-                    ConvergenceWarning, stacklevel=5,  # user -> atomic_fit -> _fit_context -> fit
-                )
+            hint = ("Pass a float alpha to use a value outside it." if isinstance(self.alpha, str)
+                    else "Extend the grid.")
+            _linalg.warn_if_alpha_on_edge(alphas, best, dec["s"], max(n, N), hint,
+                                          stacklevel=7)
             coef, intercept = _linalg.ridge_coef(Phi, dec, alpha)
         else:
             alpha = float(alphas[0])
@@ -372,6 +391,7 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
         if self.verbose:
             print(f"[{type(self).__name__}] fitted with alpha={alpha:g}", flush=True)
 
+    @limits_threads(_large)
     def _decision(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOATS, reset=False)
@@ -402,7 +422,7 @@ _PARAMS_DOC = """
         Feature activation (see :class:`RandomFeatures`; ``"fourier"`` for RBF features).
     w_std, b_std : float, default=1.0, 0.0
         Weight (times ``sqrt(d)``) and bias standard deviations of the random layer.
-    alpha : float >= 0 or array-like of floats, default=1.0
+    alpha : "auto", float >= 0 or array-like of floats, default="auto"
         Ridge penalty on the readout weights: the estimator minimises
         ``||y - Phi w - c||^2 + alpha ||w||^2`` with ``Phi`` the features (``1/sqrt(N)`` scaled)
         and an unpenalised intercept ``c``, which is ``sklearn.linear_model.Ridge(alpha)`` on
@@ -410,6 +430,10 @@ _PARAMS_DOC = """
         Simon et al. (2024) (and of :func:`overparam_sklearn.theory.rf_risk`). ``0`` fits the
         minimum-norm least-squares solution (the interpolant when ``N >= n``). An array is a
         grid, resolved by ``alpha_selection`` from one eigendecomposition, ``O(n N)`` per alpha.
+        ``"auto"`` is such a grid relative to the spectrum: 1e-10 to 100 times the largest
+        eigenvalue of the centred feature Gram matrix, four values a decade. A
+        ``ConvergenceWarning`` says when the choice is on an edge of a grid and a value beyond
+        it could still change the fit.
     alpha_selection : {"loo", "gcv"}, default="loo"
         Exact leave-one-out squared error (what ``RidgeCV`` uses) or generalized
         cross-validation, used when ``alpha`` is a grid.
@@ -423,6 +447,10 @@ _PARAMS_DOC = """
     device : {"auto", "cpu", "cuda"}, default="auto"
     dtype : {"float32", "float64"}, default="float64"
         Precision of the features and the solve.
+    n_threads : int or None, default=None
+        torch intra-op threads in ``fit`` / ``predict`` (restored on exit). ``None``: torch's
+        current count from 2000 samples or components on, one thread below (see
+        ``benchmarks/threads.py``).
     verbose : int, default=0
         Print progress when > 0.
 

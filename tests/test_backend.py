@@ -111,3 +111,74 @@ def test_fit_and_predict_leave_torch_global_state_untouched(estimator):
     assert torch.get_default_dtype() == dtype
     assert torch.equal(torch.get_rng_state(), torch_rng)
     assert np.array_equal(np.random.get_state()[1], np_rng)  # noqa: NPY002
+
+
+# ------------------------------------------------------------------------------------------
+# Thread policy
+
+
+@pytest.fixture
+def three_threads():
+    """torch set to 3 threads for the test (CI runs with one), restored afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield 3
+    torch.set_num_threads(saved)
+
+
+def test_thread_limit_sets_nests_and_restores(three_threads):
+    with _backend.thread_limit(None) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+        with _backend.thread_limit(2) as m:
+            assert m == 2 and torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1  # the inner context restores the outer's count
+    assert torch.get_num_threads() == 3
+    with pytest.raises(RuntimeError, match="boom"):
+        with _backend.thread_limit(1):
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == 3
+    with pytest.raises(ValueError, match="n_threads"):
+        _backend.resolve_threads(0)
+
+
+def test_large_work_uses_the_idle_cores(three_threads, monkeypatch):
+    monkeypatch.setattr(_backend, "idle_cores", lambda: 8)
+    assert _backend.resolve_threads(None, large=True) == 3  # torch's count, not more
+    assert _backend.resolve_threads(None, large=False) == 1
+    monkeypatch.setattr(_backend, "idle_cores", lambda: 2)
+    assert _backend.resolve_threads(None, large=True) == 2
+    monkeypatch.setattr(_backend, "idle_cores", lambda: -5)  # a loaded machine
+    assert _backend.resolve_threads(None, large=True) == 1
+    assert _backend.resolve_threads(4, large=True) == 4  # an explicit n_threads wins
+
+
+def test_estimators_run_with_the_policy_threads(three_threads, monkeypatch):
+    from overparam_sklearn import NTKRegressor, ntk
+
+    seen = []
+    original = ntk.fc_kernels
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ntk, "fc_kernels", spy)
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = X[:, 0]
+    NTKRegressor(alpha=0.1, device="cpu").fit(X, y).predict(X)
+    assert seen and set(seen) == {1}  # small kernels: one thread
+    seen.clear()
+    NTKRegressor(alpha=0.1, device="cpu", n_threads=2).fit(X, y).predict(X)
+    assert set(seen) == {2}
+    assert torch.get_num_threads() == 3
+
+
+def test_import_does_not_import_skorch():
+    # skorch is slow to import and only the data-diet scorers need it (inside fit).
+    import subprocess
+    import sys
+
+    code = "import sys, overparam_sklearn; print('skorch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    assert out.stdout.strip() == "False"

@@ -95,10 +95,10 @@ CASES = {
                        (torch, "randn", 1)),
     "RandomFeatureRegressor": (
         lambda: RandomFeatureRegressor(8, device="cpu", random_state=0), "regressor",
-        (_linalg, "ridge_solve", 1)),
+        (_linalg, "ridge_coef", 1)),  # alpha="auto": the grid path ends in ridge_coef
     "RandomFeatureClassifier": (
         lambda: RandomFeatureClassifier(8, device="cpu", random_state=0), "classifier",
-        (_linalg, "ridge_solve", 1)),
+        (_linalg, "ridge_coef", 1)),
     "PFNRegressor": (lambda: PFNRegressor(2, device="cpu", random_state=0), "regressor",
                      (pfn_estimator, "check_random_state", 1)),
     "PFNClassifier": (lambda: PFNClassifier(2, device="cpu", random_state=0), "classifier",

@@ -90,6 +90,7 @@ def test_dual_maps_match_monte_carlo(spec):
     fu, fv = act.fn(u), act.fn(v)
     du = torch.autograd.grad(fu.sum(), u)[0]
     dv = torch.autograd.grad(fv.sum(), v)[0]
+    fu, fv = fu.detach(), fv.detach()  # plain numbers from here on (no autograd graph)
     mc_nngp = float((fu * fv).mean())
     mc_dot = float((du * dv).mean())
     t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731

@@ -63,3 +63,69 @@ def test_flow_filter_limits():
     torch.testing.assert_close(f[2:], -torch.expm1(-2 * lam[2:]) / lam[2:])
     inf = _linalg.flow_filter(lam, float("inf"))
     torch.testing.assert_close(inf[2:], 1 / lam[2:])
+
+
+# ------------------------------------------------------------------------------------------
+# alpha="auto": LOO / GCV paths of kernel ridge
+
+
+def _kernel_problem(n=30, k=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    K = torch.exp(-torch.cdist(X, X) ** 2 / 2)
+    Y = torch.sin(X[:, :k]) + 0.3 * torch.randn(n, k, generator=g, dtype=torch.float64)
+    return K, Y
+
+
+def test_kernel_ridge_loo_equals_refitting_without_each_point():
+    K, Y = _kernel_problem()
+    n = K.shape[0]
+    s, U = _linalg._eigh_psd(K, "K")
+    alphas = np.array([1e-3, 0.1, 3.0])
+    fast = _linalg.kernel_ridge_path(s, U, Y, alphas, "loo")
+    for j, a in enumerate(alphas):
+        sq = 0.0
+        for i in range(n):
+            keep = torch.arange(n) != i
+            coef = torch.linalg.solve(K[keep][:, keep] + a * torch.eye(n - 1, dtype=K.dtype),
+                                      Y[keep])
+            sq += float(((Y[i] - K[i, keep] @ coef) ** 2).sum())
+        assert fast[j] == pytest.approx(sq / Y.numel(), rel=1e-9)
+
+
+@pytest.mark.parametrize("tau", [None, 0.7])
+def test_kernel_ridge_gcv_is_the_smoother_formula(tau):
+    K, Y = _kernel_problem(seed=1)
+    n = K.shape[0]
+    s, U = _linalg._eigh_psd(K, "K")
+    for a in (1e-2, 1.0):
+        A = K + a * torch.eye(n, dtype=K.dtype)
+        if tau is None:
+            H = K @ torch.linalg.inv(A)
+        else:  # the flow's smoother K A^{-1} (I - exp(-tau A))
+            eye = torch.eye(n, dtype=K.dtype)
+            H = K @ torch.linalg.inv(A) @ (eye - torch.linalg.matrix_exp(-tau * A))
+        resid = Y - H @ Y
+        expected = float((resid ** 2).mean()) / (1 - float(H.trace()) / n) ** 2
+        got = _linalg.kernel_ridge_path(s, U, Y, [a], "gcv", tau)[0]
+        assert got == pytest.approx(expected, rel=1e-8)
+
+
+def test_auto_grid_and_edge_warning():
+    from sklearn.exceptions import ConvergenceWarning
+
+    s = torch.tensor([1e-3, 0.5, 2.0, 10.0], dtype=torch.float64)
+    grid = _linalg.auto_alpha_grid(s, 50, torch.float64)
+    assert grid[0] == pytest.approx(1e-9) and grid[-1] == pytest.approx(1000.0)
+    assert np.allclose(np.diff(np.log10(grid)), 0.25)
+    # the top of the auto grid shrinks everything to the mean: no warning there
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _linalg.warn_if_alpha_on_edge(grid, grid.size - 1, s, 50)
+        _linalg.warn_if_alpha_on_edge(grid, 0, s, 50)  # far below the smallest eigenvalue
+    with pytest.warns(ConvergenceWarning, match="upper edge"):
+        _linalg.warn_if_alpha_on_edge([0.1, 1.0, 10.0], 2, s, 50)
+    with pytest.warns(ConvergenceWarning, match="lower edge"):
+        _linalg.warn_if_alpha_on_edge([0.1, 1.0, 10.0], 0, s, 50)

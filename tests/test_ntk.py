@@ -43,7 +43,8 @@ def _model_for(key, reference):
     K = kernel_fn(reference["x1"], n_hidden=n_hidden, activation=act, w_std=W_STD, b_std=B_STD,
                   parameterization=par)
     alpha = diag_reg * float(K.trace()) / K.shape[0]
-    return NTKRegressor(kernel=mode, n_hidden=n_hidden, activation=act, w_std=W_STD, b_std=B_STD,
+    return NTKRegressor(normalize_y=False,
+                        kernel=mode, n_hidden=n_hidden, activation=act, w_std=W_STD, b_std=B_STD,
                         parameterization=par, alpha=alpha, t=t, device="cpu")
 
 
@@ -75,7 +76,8 @@ def regression_data():
 @pytest.mark.parametrize("t", [0.3, 20.0, 1e3])
 def test_krylov_matches_eigendecomposition(regression_data, kernel, t):
     X, y, Xq = regression_data
-    model = NTKRegressor(kernel=kernel, n_hidden=2, alpha=1e-4, t=t, device="cpu").fit(X, y)
+    model = NTKRegressor(normalize_y=False,
+                         kernel=kernel, n_hidden=2, alpha=1e-4, t=t, device="cpu").fit(X, y)
     mean, cov = model.predict(Xq, return_cov=True)
     trajectory = model.predict_trajectory(Xq, [t])
     np.testing.assert_allclose(mean, trajectory[0], rtol=1e-10, atol=1e-12)
@@ -87,8 +89,8 @@ def test_krylov_matches_eigendecomposition(regression_data, kernel, t):
 
 def test_long_time_converges_to_kernel_ridge(regression_data):
     X, y, Xq = regression_data
-    converged = NTKRegressor(n_hidden=2, alpha=1e-2, device="cpu").fit(X, y)
-    late = NTKRegressor(n_hidden=2, alpha=1e-2, t=1e9, device="cpu").fit(X, y)
+    converged = NTKRegressor(normalize_y=False, n_hidden=2, alpha=1e-2, device="cpu").fit(X, y)
+    late = NTKRegressor(normalize_y=False, n_hidden=2, alpha=1e-2, t=1e9, device="cpu").fit(X, y)
     np.testing.assert_allclose(late.predict(Xq), converged.predict(Xq), rtol=1e-8, atol=1e-10)
     traj = converged.predict_trajectory(Xq, [0.0, np.inf])
     np.testing.assert_allclose(traj[0], 0.0, atol=1e-14)  # nothing learned at t = 0
@@ -98,7 +100,8 @@ def test_long_time_converges_to_kernel_ridge(regression_data):
 def test_nngp_posterior_is_the_exact_gp(regression_data):
     X, y, Xq = regression_data
     alpha = 0.05
-    model = NTKRegressor(kernel="nngp", n_hidden=3, activation="erf", w_std=1.2, b_std=0.1,
+    model = NTKRegressor(normalize_y=False,
+                         kernel="nngp", n_hidden=3, activation="erf", w_std=1.2, b_std=0.1,
                          alpha=alpha, device="cpu").fit(X, y)
     kw = dict(n_hidden=3, activation="erf", w_std=1.2, b_std=0.1)
     K = nngp_kernel(X, **kw).numpy() + alpha * np.eye(len(X))
@@ -131,18 +134,21 @@ def test_multi_output_and_normalize_y(regression_data):
 
 def test_student_t_scale_mixture(regression_data):
     X, y, Xq = regression_data
-    gauss = NTKRegressor(kernel="nngp", n_hidden=2, alpha=0.1, device="cpu").fit(X, y)
+    gauss = NTKRegressor(normalize_y=False,
+                         kernel="nngp", n_hidden=2, alpha=0.1, device="cpu").fit(X, y)
     _, s_gauss = gauss.predict(Xq, return_std=True)
     # A very concentrated inverse-gamma prior at scale 1 recovers the Gaussian posterior.
     a = 1e7
-    tight = NTKRegressor(kernel="nngp", n_hidden=2, alpha=0.1, posterior="student_t",
+    tight = NTKRegressor(normalize_y=False,
+                         kernel="nngp", n_hidden=2, alpha=0.1, posterior="student_t",
                          prior_shape=a, prior_scale=a - 1, device="cpu").fit(X, y)
     np.testing.assert_allclose(tight.predict(Xq, return_std=True)[1], s_gauss,
                                rtol=1e-5)
     # Closed form: df = 2a + n, scale^2 = (2b + y'A^{-1}y)/(2a + n) * var,
     # std^2 = scale^2 df/(df-2)
     a, b = 2.0, 2.0
-    model = NTKRegressor(kernel="nngp", n_hidden=2, alpha=0.1, posterior="student_t",
+    model = NTKRegressor(normalize_y=False,
+                         kernel="nngp", n_hidden=2, alpha=0.1, posterior="student_t",
                          prior_shape=a, prior_scale=b, device="cpu").fit(X, y)
     K = nngp_kernel(X, n_hidden=2, b_std=0.1).numpy() + 0.1 * np.eye(len(X))
     quad = y @ np.linalg.solve(K, y)
@@ -151,12 +157,13 @@ def test_student_t_scale_mixture(regression_data):
     np.testing.assert_allclose(model.predict(Xq, return_std=True)[1], expected, rtol=1e-9)
     assert model.predictive_df_ == df
     # Heavy tails respond to the data's scale: 10x larger targets, ~10x larger std.
-    big = NTKRegressor(kernel="nngp", n_hidden=2, alpha=0.1, posterior="student_t",
+    big = NTKRegressor(normalize_y=False,
+                       kernel="nngp", n_hidden=2, alpha=0.1, posterior="student_t",
                        device="cpu").fit(X, 100 * y)
     ratio = big.predict(Xq, return_std=True)[1] / model.predict(Xq, return_std=True)[1]
     assert np.all(ratio > 50)
     with pytest.raises(ValueError, match="student_t"):
-        NTKRegressor(kernel="ntk", posterior="student_t").fit(X, y)
+        NTKRegressor(normalize_y=False, kernel="ntk", posterior="student_t").fit(X, y)
 
 
 def test_classifier_iris_and_probabilities():
@@ -195,7 +202,7 @@ def test_binary_classifier_decision_function():
 def test_pipeline_grid_search_and_pickle():
     X, y = load_diabetes(return_X_y=True)
     X, y = X[:200], (y[:200] - y[:200].mean()) / y[:200].std()
-    pipe = make_pipeline(StandardScaler(), NTKRegressor(device="cpu"))
+    pipe = make_pipeline(StandardScaler(), NTKRegressor(normalize_y=False, device="cpu"))
     grid = GridSearchCV(pipe, {"ntkregressor__n_hidden": [1, 3],
                                "ntkregressor__alpha": [1e-2, 1.0, 10.0]}, cv=3)
     grid.fit(X, y)
@@ -211,14 +218,16 @@ def test_grid_search_on_dask_cluster():
 
     X, y = load_diabetes(return_X_y=True)
     X, y = X[:120], y[:120] / 100
-    grid = GridSearchCV(make_pipeline(StandardScaler(), NTKRegressor(device="cpu")),
+    grid = GridSearchCV(make_pipeline(StandardScaler(), NTKRegressor(normalize_y=False,
+                                                                     device="cpu")),
                         {"ntkregressor__alpha": [0.1, 10.0]}, cv=2)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:  # any free port
         with distributed.Client(cluster):
             with parallel_backend("dask"):
                 grid.fit(X, y)
-    local = GridSearchCV(make_pipeline(StandardScaler(), NTKRegressor(device="cpu")),
+    local = GridSearchCV(make_pipeline(StandardScaler(), NTKRegressor(normalize_y=False,
+                                                                      device="cpu")),
                          {"ntkregressor__alpha": [0.1, 10.0]}, cv=2).fit(X, y)
     np.testing.assert_allclose(grid.cv_results_["mean_test_score"],
                                local.cv_results_["mean_test_score"], rtol=1e-10)
@@ -227,7 +236,7 @@ def test_grid_search_on_dask_cluster():
 def _fitted():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20, 3))
-    return NTKRegressor(device="cpu").fit(X, X[:, 0]), X
+    return NTKRegressor(normalize_y=False, device="cpu").fit(X, X[:, 0]), X
 
 
 @pytest.mark.parametrize(
@@ -256,7 +265,7 @@ def test_bad_input_at_fit():
     with pytest.raises(ValueError):
         NTKRegressor().fit(X[:, 0], np.ones(10))
     with pytest.raises(ValueError, match="Unknown activation"):
-        NTKRegressor(activation="swish").fit(X, np.ones(10))
+        NTKRegressor(normalize_y=False, activation="swish").fit(X, np.ones(10))
     with pytest.raises(ValueError, match="only one class"):
         NTKClassifier().fit(X, np.zeros(10))
 
@@ -265,8 +274,8 @@ def test_singular_kernel_gives_a_clear_error():
     X = np.repeat(np.random.default_rng(0).normal(size=(5, 3)), 2, axis=0)  # duplicated rows
     y = np.arange(10.0)
     with pytest.raises(ValueError, match="increasing alpha"):
-        NTKRegressor(alpha=0.0, device="cpu").fit(X, y)
-    pred = NTKRegressor(alpha=1e-6, device="cpu").fit(X, y).predict(X)
+        NTKRegressor(normalize_y=False, alpha=0.0, device="cpu").fit(X, y)
+    pred = NTKRegressor(normalize_y=False, alpha=1e-6, device="cpu").fit(X, y).predict(X)
     assert np.isfinite(pred).all()
 
 
@@ -274,7 +283,7 @@ def test_memory_guard(monkeypatch):
     monkeypatch.setattr(_backend, "available_memory", lambda device: 1000)
     X = np.random.default_rng(0).normal(size=(50, 3))
     with pytest.raises(ValueError, match="Not enough memory"):
-        NTKRegressor(device="cpu").fit(X, X[:, 0])
+        NTKRegressor(normalize_y=False, device="cpu").fit(X, X[:, 0])
 
 
 def test_cuda_request_without_gpu():
@@ -282,13 +291,14 @@ def test_cuda_request_without_gpu():
         pytest.skip("a GPU is present")
     X = np.ones((4, 2))
     with pytest.raises(ValueError, match="CUDA"):
-        NTKRegressor(device="cuda").fit(X, np.arange(4.0))
+        NTKRegressor(normalize_y=False, device="cuda").fit(X, np.arange(4.0))
 
 
 def test_float32_fit_is_close_to_float64(regression_data):
     X, y, Xq = regression_data
-    m64 = NTKRegressor(n_hidden=2, alpha=1e-2, device="cpu").fit(X, y)
-    m32 = NTKRegressor(n_hidden=2, alpha=1e-2, dtype="float32", device="cpu").fit(X, y)
+    m64 = NTKRegressor(normalize_y=False, n_hidden=2, alpha=1e-2, device="cpu").fit(X, y)
+    m32 = NTKRegressor(normalize_y=False,
+                       n_hidden=2, alpha=1e-2, dtype="float32", device="cpu").fit(X, y)
     assert m32.dual_coef_.dtype == np.float32
     np.testing.assert_allclose(m32.predict(Xq), m64.predict(Xq), rtol=1e-3, atol=1e-3)
 
@@ -298,7 +308,7 @@ def test_global_torch_state_is_untouched(regression_data):
     threads = torch.get_num_threads()
     default_dtype = torch.get_default_dtype()
     rng_state = torch.get_rng_state().clone()
-    model = NTKRegressor(n_hidden=2, t=5.0, device="auto").fit(X, y)
+    model = NTKRegressor(normalize_y=False, n_hidden=2, t=5.0, device="auto").fit(X, y)
     model.predict(Xq, return_std=True)
     NTKClassifier().fit(X, y > 0).predict_proba(Xq)
     assert torch.get_num_threads() == threads
@@ -310,7 +320,7 @@ def test_ntk_std_reuses_the_nngp_train_kernel(regression_data, monkeypatch):
     from overparam_sklearn import ntk as ntk_module
 
     X, y, Xq = regression_data
-    model = NTKRegressor(n_hidden=2, alpha=1e-3, device="cpu").fit(X, y)
+    model = NTKRegressor(normalize_y=False, n_hidden=2, alpha=1e-3, device="cpu").fit(X, y)
     first = model.predict(Xq, return_std=True)
     calls = []
     original = ntk_module.fc_kernels
@@ -332,3 +342,50 @@ def test_ntk_std_reuses_the_nngp_train_kernel(regression_data, monkeypatch):
     restored = pickle.loads(pickle.dumps(model))
     assert "nngp_train" in model._cache and restored._cache == {}
     np.testing.assert_allclose(restored.predict(Xq, return_std=True)[1], first[1], rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# Defaults: alpha="auto", normalize_y=True
+
+
+def test_auto_alpha_is_the_leave_one_out_choice(regression_data):
+    from overparam_sklearn import _linalg
+
+    X, y, _ = regression_data
+    rng = np.random.default_rng(3)
+    y = y + 0.5 * rng.normal(size=y.shape)  # noisy: the ridge matters
+    model = NTKRegressor(n_hidden=2, device="cpu").fit(X, y)
+    yn = (y - y.mean()) / y.std()
+    K = ntk_kernel(X, n_hidden=2, b_std=0.1)
+    s, U = _linalg._eigh_psd(K, "K")
+    grid = _linalg.auto_alpha_grid(s, len(X), torch.float64)
+    loo = _linalg.kernel_ridge_path(s, U, torch.as_tensor(yn)[:, None], grid, "loo")
+    assert model.alpha_ == pytest.approx(grid[np.argmin(loo)])
+    assert 1e-6 * float(s.max()) < model.alpha_ < float(s.max())  # an interior, real ridge
+    fixed = NTKRegressor(n_hidden=2, alpha=model.alpha_, device="cpu").fit(X, y)
+    np.testing.assert_allclose(model.predict(X), fixed.predict(X), rtol=1e-10)
+
+
+def test_auto_alpha_at_finite_time_and_for_classifiers():
+    X, y = load_iris(return_X_y=True)
+    clf = NTKClassifier(device="cpu").fit(X, y)
+    assert clf.alpha_ > 0 and clf.score(X, y) > 0.9
+    reg = NTKRegressor(t=10.0, device="cpu").fit(X[:, :3], X[:, 3])
+    assert reg.alpha_ > 0 and reg.score(X[:, :3], X[:, 3]) > 0.8
+
+
+def test_defaults_score_like_ridgecv_on_diabetes():
+    # The first-hour promise: NTKRegressor() in a StandardScaler pipeline is not worse than
+    # RidgeCV on a small noisy data set (it interpolated with the former alpha=1e-6).
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_diabetes(return_X_y=True)
+    ours, ridge = [], []
+    for seed in range(3):
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=seed)
+        ours.append(make_pipeline(StandardScaler(), NTKRegressor(device="cpu"))
+                    .fit(Xtr, ytr).score(Xte, yte))
+        ridge.append(make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+                     .fit(Xtr, ytr).score(Xte, yte))
+    assert np.mean(ours) >= np.mean(ridge) - 0.02

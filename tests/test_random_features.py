@@ -217,8 +217,13 @@ def test_gcv_selection_option():
 
 def test_alpha_on_grid_edge_warns():
     X, y = _data(60, 3)
-    with pytest.warns(ConvergenceWarning, match="edge of the grid"):
+    with pytest.warns(ConvergenceWarning, match="edge of the grid") as record:
         RandomFeatureRegressor(40, alpha=[10.0, 100.0, 1000.0], random_state=0).fit(X, y)
+    assert record[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings():  # the automatic grid spans the whole useful range
+        warnings.simplefilter("error", ConvergenceWarning)
+        auto = RandomFeatureRegressor(40, random_state=0).fit(X, y)
+    assert auto.alpha_ > 0 and auto.score(X, y) > 0.5
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         reg = RandomFeatureRegressor(40, alpha=np.logspace(-6, 3, 10), random_state=0).fit(X, y)

@@ -15,13 +15,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import Callback
 from torch import nn
 
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    THREADS_OPTIONS,
     DevicePortableMixin,
+    Progress,
+    limits_threads,
     numpy_dtype,
     resolve_device,
     resolve_dtype,
@@ -33,30 +35,6 @@ from .._backend import (
 from .._validation import atomic_fit, check_finite_cast, check_n_classes
 from ._mlp import _build_module, _logits
 from ._scores import _forgetting_counts, el2n_scores, grand_scores, grand_scores_last_layer
-
-
-class _EpochTracker(Callback):
-    """skorch callback: per-epoch correctness on the training set (and weight snapshots)."""
-
-    def __init__(self, X, y, keep_snapshots):
-        self.X = X
-        self.y = y
-        self.keep_snapshots = keep_snapshots
-
-    def initialize(self):
-        self.correct_ = []
-        self.snapshots_ = []
-        return self
-
-    def on_epoch_end(self, net, **kwargs):
-        module = net.module_
-        logits = _logits(module, self.X)
-        self.correct_.append((logits.argmax(dim=1) == self.y).cpu())
-        if self.keep_snapshots:
-            self.snapshots_.append(
-                {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-            )
-        module.train()
 
 
 def _net_to_cpu(net):
@@ -109,6 +87,7 @@ _SCORER_CONSTRAINTS = {
     "batch_size": [Interval(Integral, 1, None, closed="left")],
     "device": DEVICE_OPTIONS,
     "dtype": DTYPE_OPTIONS,
+    "n_threads": THREADS_OPTIONS,
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
@@ -141,7 +120,13 @@ _COMMON_PARAMS_DOC = """
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and the minibatch order of every model (private generators).
     verbose : int, default=0
-        Print progress per model when > 0 (and skorch's epoch log when > 1).
+        When > 0, show a progress bar over the models and print a line per model (and
+        skorch's epoch log when > 1).
+    n_threads : int or None, default=None
+        torch intra-op threads for training and scoring, set on entry and restored on exit.
+        ``None`` means one: minibatch training of small networks runs faster on one thread,
+        and several times faster when other processes share the cores (see
+        ``benchmarks/threads.py``).
 """
 
 
@@ -164,6 +149,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         dtype="float32",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         self.n_estimators = n_estimators
         self.score_epoch = score_epoch
@@ -176,6 +162,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
 
     def _module_kwargs(self):
         return dict(self.module_params or {})
@@ -218,6 +205,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Train ``n_estimators`` networks for ``score_epoch`` epochs and score the training set.
 
@@ -232,7 +220,11 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         self : object
             Fitted scorer; ``scores_`` holds the training scores averaged over the models.
         """
+        # skorch is imported here, not at package import (it is slow to import and only the
+        # scorers train with it).
         from skorch import NeuralNetClassifier
+
+        from ._callbacks import _EpochTracker
 
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
@@ -251,6 +243,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         track = self.score_epoch > 0 and (self._keep_snapshots or self._needs_tracking)
         self.estimators_, self.snapshots_, per_model = [], [], []
         start = time.perf_counter()
+        progress = Progress(self.n_estimators, type(self).__name__, self.verbose, unit="model")
         for m in range(self.n_estimators):
             seed = seed_from_random_state(rng)
             init_gen = torch.Generator(device="cpu")
@@ -302,11 +295,10 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
                 tracker.X = tracker.y = None
                 tracker.snapshots_ = tracker.correct_ = None
             self.estimators_.append(_net_to_cpu(net))
-            if self.verbose > 0:
-                print(
-                    f"[{type(self).__name__}] model {m + 1}/{self.n_estimators} trained and "
-                    f"scored ({time.perf_counter() - start:.1f} s)"
-                )
+            progress.update()
+            progress.log(f"model {m + 1}/{self.n_estimators} trained and scored "
+                         f"({time.perf_counter() - start:.1f} s)")
+        progress.close()
         self.scores_per_model_ = np.stack(per_model)
         self.scores_ = self.scores_per_model_.mean(axis=0)
         return self
@@ -318,6 +310,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
 
     # --- scoring new data ------------------------------------------------------------------
 
+    @limits_threads()
     def score_samples(self, X, y=None):
         """Score labelled data with the fitted networks (larger = harder), averaged over models.
 
@@ -475,6 +468,7 @@ class GraNdScorer(_BaseScorer):
         dtype="float32",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         self.gradient = gradient
         super().__init__(
@@ -489,6 +483,7 @@ class GraNdScorer(_BaseScorer):
             dtype=dtype,
             random_state=random_state,
             verbose=verbose,
+            n_threads=n_threads,
         )
 
     def _score_module(self, module, X, y):

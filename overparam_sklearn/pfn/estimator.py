@@ -28,8 +28,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
+    THREADS_OPTIONS,
     DevicePortableMixin,
     check_memory,
+    limits_threads,
     resolve_device,
     resolve_dtype,
     tile_slices,
@@ -727,6 +729,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         "dtype": DTYPE_OPTIONS,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "n_threads": THREADS_OPTIONS,
     }
 
     def __init__(
@@ -741,6 +744,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         dtype="float32",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         self.n_estimators = n_estimators
         self.max_context = max_context
@@ -751,6 +755,7 @@ class _PFNBase(DevicePortableMixin, BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
 
     # -- fit ---------------------------------------------------------------------------------
     def _load(self):
@@ -860,6 +865,11 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     random_state : int, RandomState instance or None, default=None
         Draws the ensemble members.
     verbose : int, default=0
+        Print progress per ensemble member when > 0.
+    n_threads : int or None, default=None
+        torch intra-op threads for fit and prediction, set on entry and restored on exit. ``None``
+        means one: the forward passes are small ops that run faster on one thread, and much
+        faster when other processes share the cores (see ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -895,6 +905,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
 
@@ -940,6 +951,7 @@ class PFNRegressor(RegressorMixin, _PFNBase):
         _, model = _load_model(self._weights_json(), "cpu")
         return model.bar
 
+    @limits_threads()
     def _mixture(self, X, keep):
         """Average the members' bucket probabilities; return (probs or None, mean, var) in
         standardised units."""
@@ -1055,6 +1067,11 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         Precision of the network's forward pass.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
+        Print progress per ensemble member when > 0.
+    n_threads : int or None, default=None
+        torch intra-op threads for fit and prediction, set on entry and restored on exit. ``None``
+        means one: the forward passes are small ops that run faster on one thread, and much
+        faster when other processes share the cores (see ``benchmarks/threads.py``).
 
     Attributes
     ----------
@@ -1100,6 +1117,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
         dtype="float32",
         random_state=None,
         verbose=0,
+        n_threads=None,
     ):
         super().__init__(
             n_estimators,
@@ -1111,11 +1129,13 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
             dtype=dtype,
             random_state=random_state,
             verbose=verbose,
+            n_threads=n_threads,
         )
         self.multi_class = multi_class
 
     @atomic_fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limits_threads()
     def fit(self, X, y):
         """Store the standardised training set as the transformer's context.
 
@@ -1178,6 +1198,7 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
             out[sl] += context.weights[i] * p.numpy()
         return _tempered(out / out.sum(1, keepdims=True), getattr(context, "temperature", 1.0))
 
+    @limits_threads()
     def predict_proba(self, X):
         """Posterior predictive class probabilities, shape (n_queries, n_classes)."""
         check_is_fitted(self)

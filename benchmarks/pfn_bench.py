@@ -632,11 +632,16 @@ def write_real(rows, compare, args):
     """Print and write (``--real-md``, ``--real-rst``) the tables and the target summary."""
     table = real_tables(rows, compare)
     summary = real_summary(rows)
-    header = (
-        f"Measured with `{' '.join(['python benchmarks/pfn_bench.py'] + sys.argv[1:])}` "
-        f"(torch threads {torch.get_num_threads()}, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS')}, PFN weights: {args.weights or 'shipped'})."
-    )
+    command = " ".join(["python benchmarks/pfn_bench.py"] + sys.argv[1:])
+    if args.tables_from:
+        header = f"Tables from `{args.tables_from}` (measured as the user guide says)."
+    else:
+        header = (
+            f"Measured with `{command}` (torch threads {torch.get_num_threads()}, "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, PFN weights: "
+            f"{args.weights or 'shipped'}; load average {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores: times are wall seconds)."
+        )
     text = header + "\n" + table + "\n\n" + "\n".join(f"* {s}" for s in summary) + "\n"
     print(text)
     if args.real_md:

@@ -61,7 +61,9 @@ def _safe_sqrt(x):
 class DualActivation:
     """An activation with its closed-form NNGP and derivative maps.
 
-    Attributes
+    A frozen record made by :func:`parse_activation`; its parameters are kept as attributes.
+
+    Parameters
     ----------
     spec : str
         Canonical spec string, e.g. ``"leaky_relu(0.1)"``.
@@ -84,14 +86,47 @@ class DualActivation:
     fast_maps: Callable = None
 
     def __call__(self, x):
+        """The activation applied pointwise.
+
+        Parameters
+        ----------
+        x : tensor
+
+        Returns
+        -------
+        phi : tensor of the same shape
+        """
         return self.fn(x)
 
     def nngp(self, k12, k11, k22):
-        """``E[phi(u) phi(v)]``."""
+        """``E[phi(u) phi(v)]`` for ``(u, v)`` centred Gaussian with covariance ``[[k11, k12],
+        [k12, k22]]``.
+
+        Parameters
+        ----------
+        k12 : tensor
+            Covariances of the pairs.
+        k11, k22 : tensor
+            Variances of the two sides, broadcasting against ``k12``.
+
+        Returns
+        -------
+        nngp : tensor of the broadcast shape
+        """
         return self.maps(k12, k11, k22, False)[0]
 
     def diag(self, k):
-        """``E[phi(u)^2]`` for a vector of variances ``k``."""
+        """``E[phi(u)^2]`` for a vector of variances ``k``.
+
+        Parameters
+        ----------
+        k : tensor of shape (n,)
+            Variances of ``u``.
+
+        Returns
+        -------
+        second_moment : tensor of shape (n,)
+        """
         return self.maps(k, k, k, False)[0]
 
 

@@ -260,7 +260,13 @@ class _FullyConnectedKernel(Kernel):
         return (theta if self._need_ntk else variances[-1]).numpy()
 
     def is_stationary(self):
-        """Returns False: the kernel depends on the inputs, not only on their difference."""
+        """Whether the kernel depends only on ``x - x'``: never for these kernels.
+
+        Returns
+        -------
+        stationary : bool
+            False: the kernel depends on the inputs, not only on their difference.
+        """
         return False
 
     @property

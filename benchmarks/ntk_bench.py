@@ -38,11 +38,28 @@ intra_op_parallelism_threads=1"`` to both workers (and our worker calls
 ``--memory-sizes 20000`` runs, per size, a fresh subprocess doing our exact fit + predict and
 reports its peak resident memory (``VmHWM`` from ``/proc/self/status``).
 
+Past the exact solve (``solver="nystrom"``, issue 11), each run in a fresh subprocess that
+reports wall and CPU seconds, peak resident memory and test RMSE:
+
+* ``--protein``: the full UCI protein train split (``../shared/data/uci/protein``, split 0,
+  41,157 rows, 9 features) with ``solver="nystrom"`` and ``--centers`` centres, against the exact
+  solver on a ``--exact-subsample`` (20,000) row subsample of the same split, same kernel and
+  alpha (3 hidden ReLU layers, ``w_std=1.5``, ``b_std=0.1``, ``alpha=0.1`` on standardised
+  targets: the best of 0.01 / 0.1 / 0.3 / 1 for the exact NTK on a 4,000-row subsample). Inputs
+  and target are standardised with the training split's statistics; RMSE is on the original
+  scale. Targets: Nystrom under 300 s and test RMSE at most the exact one.
+* ``--synthetic N [N ...]``: ``N`` rows of a 9-feature teacher task (``y = sin(x w) + x_1 x_2 / 2
+  + 0.1 noise``, 10,000 test rows) with ``solver="nystrom"``; target for ``N = 10**6``: under
+  1800 s and 8 GiB. Where 10**6 is too long for the session, smaller ``N`` give the scaling
+  (time is linear in ``N`` at fixed centres: one pass of kernel tiles and ``O(N m^2)`` products).
+
 Usage::
 
     nice python benchmarks/ntk_bench.py                       # n = 1000 4000 8000, 1 thread
     nice python benchmarks/ntk_bench.py --threads 2 --sizes 1000 4000
     nice python benchmarks/ntk_bench.py --sizes --memory-sizes 20000
+    nice -n 10 python benchmarks/ntk_bench.py --sizes --protein --centers 4000
+    nice -n 10 python benchmarks/ntk_bench.py --sizes --synthetic 200000 --centers 1000
 """
 
 import argparse
@@ -67,6 +84,11 @@ TARGET_KERNEL_SPEEDUP = 1.5
 TARGET_FINITE_T_SPEEDUP = 5.0
 TARGET_FINITE_T_N = 4000
 TARGET_MEMORY_GIB = 24.0
+TARGET_PROTEIN_SECONDS = 300.0
+TARGET_MILLION_SECONDS = 1800.0
+TARGET_MILLION_GIB = 8.0
+PROTEIN = REPO.parent / "shared" / "data" / "uci" / "protein"
+NYSTROM_ALPHA = 0.1
 
 
 # -- shared helpers (imported by every worker: numpy only) ------------------------------------
@@ -252,6 +274,106 @@ def _worker_memory(args):
     print("RESULT " + json.dumps(res), flush=True)
 
 
+def _protein(split=0):
+    data = np.loadtxt(PROTEIN / "data.txt")
+    features = np.loadtxt(PROTEIN / "index_features.txt", dtype=int)
+    target = int(np.loadtxt(PROTEIN / "index_target.txt"))
+    train = np.loadtxt(PROTEIN / f"index_train_{split}.txt", dtype=int)
+    test = np.loadtxt(PROTEIN / f"index_test_{split}.txt", dtype=int)
+    X, y = data[:, features], data[:, target]
+    mx, sx = X[train].mean(0), X[train].std(0)
+    sx[sx == 0] = 1.0
+    my, sy = y[train].mean(), y[train].std()
+    return (X[train] - mx) / sx, (y[train] - my) / sy, (X[test] - mx) / sx, y[test], my, sy
+
+
+def _synthetic(n, n_test=10_000, d=9, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(d) / np.sqrt(d)
+    X = rng.standard_normal((n + n_test, d))
+    f = np.sin(X @ w * 2) + 0.5 * X[:, 0] * X[:, 1]
+    y = f + 0.1 * rng.standard_normal(n + n_test)
+    return X[:n], y[:n], X[n:], y[n:], 0.0, 1.0
+
+
+def _worker_nystrom(args):
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from overparam_sklearn import NTKRegressor
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.dataset == "protein":
+        X, y, X_test, y_test, my, sy = _protein()
+    else:
+        X, y, X_test, y_test, my, sy = _synthetic(args.n)
+    if args.subsample:
+        rows = np.random.default_rng(0).choice(len(X), args.subsample, replace=False)
+        X, y = X[rows], y[rows]
+    base = _peak_rss_gib()
+    model = NTKRegressor(n_hidden=N_HIDDEN, w_std=W_STD, b_std=B_STD, alpha=NYSTROM_ALPHA,
+                         solver=args.solver, n_centers=args.centers, random_state=0,
+                         device="cpu", verbose=1)
+    pred, elapsed, cpu = _timed(lambda: model.fit(X, y).predict(X_test))
+    rmse = float(np.sqrt(np.mean((pred * sy + my - y_test) ** 2)))
+    res = {"dataset": args.dataset, "solver": args.solver, "n": len(X),
+           "centers": args.centers if args.solver == "nystrom" else None,
+           "n_iter": model.n_iter_, "seconds": elapsed, "cpu_seconds": cpu, "rmse": rmse,
+           "peak_rss_gib": _peak_rss_gib(), "baseline_rss_gib": base,
+           "torch_threads": torch.get_num_threads(), "threads_env": _thread_env()}
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+def _print_nystrom(res):
+    print(f"  {res['dataset']:>9} {res['solver']:>8} n={res['n']:>8} "
+          f"centres={res['centers'] or '-':>5}: {res['seconds']:.1f} s wall, "
+          f"{res['cpu_seconds']:.1f} s CPU, peak RSS {res['peak_rss_gib']:.2f} GiB, "
+          f"test RMSE {res['rmse']:.4f}, CG iterations {res['n_iter']}", flush=True)
+
+
+def _run_nystrom(args, log):
+    env = _env_for(args.threads)
+    if args.protein:
+        if not PROTEIN.exists():
+            print(f"{PROTEIN} is absent: the protein comparison is skipped.")
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            print(f"protein (split 0), {args.threads} thread(s) per worker; the two workers run "
+                  "side by side (each single-threaded: compare CPU seconds on a busy "
+                  "machine)", flush=True)
+            with ThreadPoolExecutor(2) as pool:
+                nys = pool.submit(_run_worker, sys.executable, "nystrom",
+                                  ["--dataset", "protein", "--solver", "nystrom",
+                                   "--centers", str(args.centers)], env, log)
+                exact = pool.submit(_run_worker, sys.executable, "nystrom",
+                                    ["--dataset", "protein", "--solver", "exact",
+                                     "--subsample", str(args.exact_subsample)], env, log)
+                nys, exact = nys.result(), exact.result()
+            for res in (nys, exact):
+                if res:
+                    _print_nystrom(res)
+            if nys and exact:
+                ok = (nys["cpu_seconds"] < TARGET_PROTEIN_SECONDS
+                      and nys["rmse"] <= exact["rmse"])
+                print(f"  Nystrom / exact-on-{args.exact_subsample}: CPU-time ratio "
+                      f"{nys['cpu_seconds'] / exact['cpu_seconds']:.2f}, RMSE ratio "
+                      f"{nys['rmse'] / exact['rmse']:.4f}; target (< {TARGET_PROTEIN_SECONDS:.0f}"
+                      f" s of one core and RMSE <= exact): {'met' if ok else 'MISSED'}")
+    for n in args.synthetic:
+        print(f"synthetic n={n}, {args.threads} thread(s):", flush=True)
+        res = _run_worker(sys.executable, "nystrom",
+                          ["--dataset", "synthetic", "--n", str(n), "--solver", "nystrom",
+                           "--centers", str(args.centers)], env, log)
+        if res:
+            _print_nystrom(res)
+            per_million = res["cpu_seconds"] * 1e6 / n
+            print(f"  CPU time scaled linearly to 10^6 rows: {per_million:.0f} s (target < "
+                  f"{TARGET_MILLION_SECONDS:.0f} s{'' if n == 10**6 else ', extrapolated'}); "
+                  f"peak RSS {res['peak_rss_gib']:.2f} GiB (target < {TARGET_MILLION_GIB} GiB "
+                  f"at 10^6)")
+
+
 # -- driver ----------------------------------------------------------------------------------
 def _env_for(threads):
     env = dict(os.environ)
@@ -408,9 +530,18 @@ def main(argv=None):
     p.add_argument("--memory-sizes", type=int, nargs="*", default=[])
     p.add_argument("--profile", action="store_true", help="time our pipeline's parts")
     p.add_argument("--log", default=None, help="append worker output to this file")
+    p.add_argument("--protein", action="store_true",
+                   help="Nystrom on the full protein train split vs exact on a subsample")
+    p.add_argument("--exact-subsample", type=int, default=20_000)
+    p.add_argument("--synthetic", type=int, nargs="*", default=[],
+                   help="Nystrom on this many synthetic rows")
+    p.add_argument("--centers", type=int, default=4000, help="Nystrom centres")
     # worker-only arguments
-    p.add_argument("--worker", choices=["ours", "nt", "memory"], default=None,
+    p.add_argument("--worker", choices=["ours", "nt", "memory", "nystrom"], default=None,
                    help=argparse.SUPPRESS)
+    p.add_argument("--dataset", help=argparse.SUPPRESS)
+    p.add_argument("--solver", help=argparse.SUPPRESS)
+    p.add_argument("--subsample", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out-prefix", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -422,6 +553,8 @@ def main(argv=None):
         return _worker_nt(args)
     if args.worker == "memory":
         return _worker_memory(args)
+    if args.worker == "nystrom":
+        return _worker_nystrom(args)
 
     log = open(args.log, "a") if args.log else None
     print(f"load average at start: {os.getloadavg()}; cpus: {os.cpu_count()}")
@@ -448,6 +581,7 @@ def main(argv=None):
                   f"{res['peak_rss_gib']:.2f} GiB (baseline {res['baseline_rss_gib']:.2f} GiB; "
                   f"target <= {TARGET_MEMORY_GIB} GiB: {verdict}); "
                   f"torch_threads={res['torch_threads']}, env={res['threads_env']}")
+    _run_nystrom(args, log)
     print(f"load average at end: {os.getloadavg()}")
     if log:
         log.close()

@@ -28,6 +28,16 @@ __all__ = [
     "flow_filter",
     "flow_matrix_function",
     "eigh",
+    "kernel_ridge_factor",
+    "kernel_ridge_apply",
+    "ensemble_variance_reduction",
+    "ridge_decompose",
+    "ridge_path",
+    "ridge_coef",
+    "ridge_solve",
+    "kernel_ridge_path",
+    "auto_alpha_grid",
+    "warn_if_alpha_on_edge",
 ]
 
 
@@ -193,6 +203,101 @@ def _lanczos_apply(basis, alphas, betas, tau, norms):
     evals, evecs = torch.linalg.eigh(T)
     coef = evecs @ (flow_filter(evals, tau) * evecs[:, 0, :]).unsqueeze(-1)  # (k, m, 1)
     return torch.einsum("jnk,kj->nk", basis, coef[..., 0]) * norms
+
+
+# ------------------------------------------------------------------------------------------
+# Kernel ridge / gradient-flow ensembles: one small dispatcher over the solvers
+#
+# The NTK / NNGP ensemble needs ``phi_tau(A) B = A^{-1}(I - exp(-tau A)) B`` for the regularised
+# train kernel ``A``: at ``tau = inf`` (converged) that is ``A^{-1} B`` by Cholesky; at a finite
+# ``tau`` by Krylov for a few columns or the (cached) eigendecomposition for many. A "factor"
+# is a dict ``{"solver": "cholesky", "L": L}`` or ``{"solver": "flow", "A": A}`` (the Nystrom
+# solver lives in ``_nystrom``, which builds on this module).
+
+# Above this many right-hand sides a finite-time apply uses the (cached) eigendecomposition.
+_KRYLOV_MAX_COLUMNS = 64
+
+
+def kernel_ridge_factor(A, tau=None, what="the regularised train kernel"):
+    """Prepare the regularised train kernel ``A`` for :func:`kernel_ridge_apply`.
+
+    ``tau=None`` (or ``inf``): the lower Cholesky factor, computed in ``A``'s memory (``A`` is
+    destroyed). A finite ``tau`` keeps ``A`` itself (Krylov needs products with it).
+    """
+    if tau is None or math.isinf(tau):
+        return {"solver": "cholesky", "L": cholesky(A, what=what, overwrite=True)}
+    if not all_finite(A):
+        raise ValueError(f"{what} contains NaN or inf; check the inputs and kernel parameters.")
+    return {"solver": "flow", "A": A}
+
+
+def _factor_eigh(factor, cache):
+    if cache is not None and "eigh" in cache:
+        return cache["eigh"]
+    out = eigh(factor["A"])
+    if cache is not None:
+        cache["eigh"] = out
+    return out
+
+
+def kernel_ridge_apply(factor, B, tau=None, cache=None):
+    """``phi_tau(A) B``: ``A^{-1} B`` (Cholesky) or ``A^{-1}(I - exp(-tau A)) B`` (flow).
+
+    For the flow, Krylov (:func:`flow_matrix_function`) serves up to 64 columns unless an
+    eigendecomposition is already in ``cache`` (a dict, key ``"eigh"``); otherwise the
+    eigendecomposition is computed once and stored there.
+    """
+    if factor["solver"] == "cholesky":
+        return cho_solve(factor["L"], B)
+    if B.shape[1] <= _KRYLOV_MAX_COLUMNS and (cache is None or "eigh" not in cache):
+        out, _ = flow_matrix_function(factor["A"], B, tau)
+        if out is not None:
+            return out
+    evals, evecs = _factor_eigh(factor, cache)
+    return evecs @ (flow_filter(evals, tau)[:, None] * (evecs.T @ B))
+
+
+def ensemble_variance_reduction(factor, K_td, tau=None, nngp_td=None, nngp_train=None,
+                                return_cov=False, cache=None):
+    """How much training lowers the ensemble's prior (co)variance at the query points.
+
+    The predictive covariance is ``K_tt - reduction`` (Lee et al. 2019, Eq. 16), with ``K`` the
+    NNGP and ``Theta`` the trained kernel (``A = Theta_dd + alpha I``):
+
+    * readout only (``nngp_td is None``, ``Theta = K``):
+      ``reduction = K_td phi_{2 tau}(A) K_dt`` (at ``tau = inf``: ``K_td A^{-1} K_dt``);
+    * NTK: with ``term = phi_tau(A) Theta_dt``,
+      ``reduction = term' K_dt + K_td term - term' K_dd term``.
+
+    Parameters
+    ----------
+    factor : dict
+        From :func:`kernel_ridge_factor`.
+    K_td : tensor of shape (q, n)
+        The trained kernel between queries and training rows.
+    tau : float or None
+    nngp_td : tensor of shape (q, n) or None
+        NNGP between queries and training rows (NTK mode); ``None`` in readout-only mode.
+    nngp_train : callable or None
+        Returns the NNGP train kernel ``K_dd`` (NTK mode; called once, the caller may cache).
+    return_cov : bool
+        The ``(q, q)`` matrix; otherwise its diagonal ``(q,)``.
+    cache : dict or None
+        Passed to :func:`kernel_ridge_apply`.
+    """
+    cholesky_mode = factor["solver"] == "cholesky"
+    if nngp_td is None:
+        if cholesky_mode:
+            v = torch.linalg.solve_triangular(factor["L"], K_td.T, upper=False)
+            return v.T @ v if return_cov else (v * v).sum(0)
+        term = kernel_ridge_apply(factor, K_td.T.contiguous(), 2 * tau, cache)
+        return K_td @ term if return_cov else (K_td * term.T).sum(1)
+    term = kernel_ridge_apply(factor, K_td.T.contiguous(), tau, cache)
+    KT = nngp_train() @ term
+    if return_cov:
+        cross = term.T @ nngp_td.T
+        return cross + cross.T - term.T @ KT
+    return 2 * (term * nngp_td.T).sum(0) - (term * KT).sum(0)
 
 
 # ------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _linalg
+from . import _linalg, _nystrom
 from ._backend import (
     DEVICE_OPTIONS,
     DTYPE_OPTIONS,
@@ -54,8 +54,13 @@ from .kernels._fully_connected import check_input_scales
 
 __all__ = ["NTKRegressor", "NTKClassifier"]
 
-# Above this many right-hand sides a finite-t covariance uses the (cached) eigendecomposition.
-_KRYLOV_MAX_COLUMNS = 64
+#: ``solver="auto"`` solves exactly up to this many samples and by Nystrom above (the exact
+#: solve's three n x n float64 matrices take 9.6 GB at n = 20,000).
+_AUTO_EXACT_MAX_SAMPLES = 20_000
+#: ``n_centers=None``: this many Nystrom centres (or n, if fewer).
+_DEFAULT_N_CENTERS = 2_000
+#: ``alpha="auto"`` with the Nystrom solver: leave-one-out on this many centres.
+_AUTO_ALPHA_CENTERS = 2_000
 
 
 def _large(est, n_rows):
@@ -86,6 +91,8 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
         "optimize": [StrOptions({"ml"}), None],
         "ard": ["boolean"],
         "n_restarts": [Interval(Integral, 0, None, closed="left")],
+        "solver": [StrOptions({"auto", "exact", "nystrom"})],
+        "n_centers": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "device": DEVICE_OPTIONS,
         "dtype": DTYPE_OPTIONS,
@@ -95,8 +102,8 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
 
     def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.1,
                  parameterization="ntk", width=512, alpha="auto", t=None, input_scales=None,
-                 optimize=None, ard=False, n_restarts=0, random_state=None, device="auto",
-                 dtype="float64", n_threads=None, verbose=0):
+                 optimize=None, ard=False, n_restarts=0, solver="auto", n_centers=None,
+                 random_state=None, device="auto", dtype="float64", n_threads=None, verbose=0):
         self.kernel = kernel
         self.n_hidden = n_hidden
         self.activation = activation
@@ -110,6 +117,8 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
         self.optimize = optimize
         self.ard = ard
         self.n_restarts = n_restarts
+        self.solver = solver
+        self.n_centers = n_centers
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
@@ -141,85 +150,140 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
         return self.t is not None and not math.isinf(self.t)
 
     # -- fit -------------------------------------------------------------------------------
+    def _resolve_solver(self, n):
+        solver = self.solver
+        if solver == "auto":
+            solver = "exact" if n <= _AUTO_EXACT_MAX_SAMPLES else "nystrom"
+        if solver == "nystrom" and self._finite_time():
+            raise ValueError(
+                f"solver='nystrom' solves the converged ensemble (t=None) only, got t={self.t}; "
+                "use solver='exact' for a finite training time."
+            )
+        return solver
+
     def _fit_targets(self, X, Y):
-        """Fit the flow on validated numpy ``X`` (n, d) and 2-D targets ``Y`` (n, k)."""
+        """Fit the flow on validated numpy ``X`` (n, d) and 2-D targets ``Y`` (n, k).
+
+        Builds every fitted attribute into locals and assigns them at the end.
+        """
         parse_activation(self.activation)  # clear ValueError for a bad spec
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, "float64")
-        n = X.shape[0]
-        check_memory(
-            3 * estimate_bytes((n, n), dtype), device,
-            f"the {n} x {n} train kernels",
-            "Use fewer samples, dtype='float32', or random features.",
-        )
-        Xt = to_tensor(X, device, dtype)
-        Yt = to_tensor(Y, device, dtype)
-        scales = check_input_scales(self.input_scales, X.shape[1], Xt)
+        solver = self._resolve_solver(X.shape[0])
+        args, tuned = self._tuned_kernel_args(X, Y, device, dtype)
+        alpha = tuned["alpha"] if tuned is not None else None
+        if solver == "nystrom":
+            fitted = self._fit_nystrom(X, Y, device, dtype, args, alpha)
+        else:
+            fitted = self._fit_exact(X, Y, device, dtype, args, alpha)
+        # Derived factors filled on first use (eigendecomposition, NNGP train kernel). One
+        # container created here, mutated in place later, so predict leaves __dict__ as is.
+        # Device tensors of the fitted state are private; X_fit_ and dual_coef_ are their
+        # numpy copies for users (as in KernelRidge).
+        fitted.update(_cache={}, device_=device, solver_=solver,
+                      X_fit_=to_numpy(fitted["_X_fit"]).copy(),
+                      dual_coef_=to_numpy(fitted["_dual_coef"]).copy(),
+                      w_std_=args["w_std"], b_std_=args["b_std"],
+                      input_scales_=args["input_scales"],
+                      kernel_scale_=1.0 if tuned is None else tuned["kernel_scale"],
+                      _tuned_lml=None if tuned is None else tuned["log_marginal_likelihood"])
+        for key, value in fitted.items():
+            setattr(self, key, value)
+        return self
+
+    def _tuned_kernel_args(self, X, Y, device, dtype):
+        """The kernel's arguments, tuned by marginal likelihood with ``optimize="ml"``.
+
+        Returns ``(args, tuned)``; ``tuned`` is None without ``optimize``. Past
+        ``_AUTO_ALPHA_CENTERS`` rows the criterion is evaluated on a random subset of that
+        many rows (each L-BFGS step costs an ``n x n`` Cholesky factorisation).
+        """
+        scales = check_input_scales(self.input_scales, X.shape[1], torch.zeros(0, dtype=dtype))
         scales = None if scales is None else to_numpy(scales).astype(np.float64)
         args = dict(n_hidden=self.n_hidden, activation=self.activation, w_std=self.w_std,
                     b_std=self.b_std, parameterization=self.parameterization,
                     width=self.width, input_scales=scales)
-        alpha, kernel_scale, tuned = None, 1.0, None
-        if self.optimize == "ml":
-            self._log(f"tuning the {self.kernel.upper()} by marginal likelihood "
-                      f"({'one scale per feature' if self.ard else 'one input scale'})")
-            with torch.enable_grad():
-                tuned = tune_marginal_likelihood(
-                    Xt, Yt, kind=self.kernel, n_hidden=self.n_hidden,
-                    activation=self.activation, parameterization=self.parameterization,
-                    width=self.width, w_std=self.w_std, b_std=self.b_std, input_scales=scales,
-                    alpha=0.0 if isinstance(self.alpha, str) else float(self.alpha),
-                    ard=self.ard, n_restarts=self.n_restarts,
-                    random_state=check_random_state(self.random_state),
-                )
-            args.update(w_std=tuned["w_std"], b_std=tuned["b_std"],
-                        input_scales=tuned["input_scales"])
-            alpha, kernel_scale = tuned["alpha"], tuned["kernel_scale"]
-            self._log(f"tuned: w_std={tuned['w_std']:.4g}, b_std={tuned['b_std']:.4g}, "
-                      f"alpha={alpha:.4g}, LML={tuned['log_marginal_likelihood']:.6g}")
+        if self.optimize != "ml":
+            return args, None
+        rng = check_random_state(self.random_state)
+        rows = np.arange(X.shape[0])
+        if X.shape[0] > _AUTO_ALPHA_CENTERS:
+            rows = np.sort(rng.choice(X.shape[0], size=_AUTO_ALPHA_CENTERS, replace=False))
+        Xt, Yt = to_tensor(X[rows], device, dtype), to_tensor(Y[rows], device, dtype)
+        self._log(f"tuning the {self.kernel.upper()} by marginal likelihood "
+                  f"({'one scale per feature' if self.ard else 'one input scale'})")
+        with torch.enable_grad():
+            tuned = tune_marginal_likelihood(
+                Xt, Yt, kind=self.kernel, n_hidden=self.n_hidden,
+                activation=self.activation, parameterization=self.parameterization,
+                width=self.width, w_std=self.w_std, b_std=self.b_std, input_scales=scales,
+                alpha=0.0 if isinstance(self.alpha, str) else float(self.alpha),
+                ard=self.ard, n_restarts=self.n_restarts, random_state=rng,
+            )
+        args.update(w_std=tuned["w_std"], b_std=tuned["b_std"],
+                    input_scales=tuned["input_scales"])
+        self._log(f"tuned: w_std={tuned['w_std']:.4g}, b_std={tuned['b_std']:.4g}, "
+                  f"alpha={tuned['alpha']:.4g}, LML={tuned['log_marginal_likelihood']:.6g}")
+        return args, tuned
+
+    def _fit_exact(self, X, Y, device, dtype, args, alpha=None):
+        n = X.shape[0]
+        check_memory(
+            3 * estimate_bytes((n, n), dtype), device,
+            f"the {n} x {n} train kernels",
+            "Use fewer samples, dtype='float32', solver='nystrom' or random features.",
+        )
+        Xt = to_tensor(X, device, dtype)
+        Yt = to_tensor(Y, device, dtype)
         self._log(f"computing the {n} x {n} {self.kernel.upper()} train kernel")
         start = time.perf_counter()
         A, _ = self._kernels(Xt, args=args)
         self._log(f"train kernel done ({time.perf_counter() - start:.1f} s)")
-        if tuned is None:
+        if alpha is None:
             alpha = (self._select_alpha(A, Yt) if isinstance(self.alpha, str)
                      else float(self.alpha))
         A.diagonal().add_(alpha)
-        what = f"the {self.kernel.upper()} train kernel plus alpha * I"
-        if not _linalg.all_finite(A):
-            raise ValueError(
-                f"{what} contains NaN or inf; check the inputs and kernel parameters."
-            )
-        # Derived factors filled on first use (eigendecomposition, NNGP train kernel). One
-        # container created here, mutated in place later, so predict leaves __dict__ as is.
-        cache = {}
-        if self._finite_time():
-            tau = self.t / Y.size
-            self._log(f"gradient flow to t={self.t} (Krylov)")
-            self._cache = cache
-            coef = self._flow_apply(A, Yt, tau)
-            train_matrix, L = A, None
-        else:
-            self._log("Cholesky factorisation")
-            L = _linalg.cholesky(A, what=what, overwrite=True)
-            del A
-            coef = _linalg.cho_solve(L, Yt)
-            train_matrix = None
-        # fit is atomic: the fitted state is assigned only now. Device tensors of the fitted
-        # state are private; X_fit_ and dual_coef_ are their numpy copies for users (as in
-        # KernelRidge).
-        self.device_ = device
-        self._cache = cache
-        self._train_matrix, self._cholesky = train_matrix, L
-        self._X_fit, self._dual_coef, self._y_fit = Xt, coef, Yt
-        self.X_fit_ = to_numpy(Xt).copy()
-        self.dual_coef_ = to_numpy(coef).copy()
-        self.w_std_, self.b_std_ = args["w_std"], args["b_std"]
-        self.input_scales_ = args["input_scales"]
-        self.alpha_ = alpha
-        self.kernel_scale_ = kernel_scale
-        self._tuned_lml = None if tuned is None else tuned["log_marginal_likelihood"]
-        return self
+        tau = self.t / Y.size if self._finite_time() else None
+        self._log("Cholesky factorisation" if tau is None else f"gradient flow to t={self.t}")
+        factor = _linalg.kernel_ridge_factor(
+            A, tau, what=f"the {self.kernel.upper()} train kernel plus alpha * I")
+        coef = _linalg.kernel_ridge_apply(factor, Yt, tau)
+        return dict(_X_fit=Xt, _y_fit=Yt, _dual_coef=coef, _cholesky=factor.get("L"),
+                    _train_matrix=factor.get("A"), n_iter_=None, centers_indices_=None,
+                    alpha_=alpha)
+
+    def _fit_nystrom(self, X, Y, device, dtype, args, alpha=None):
+        n, d = X.shape
+        # Centres are drawn among distinct rows: a repeated centre adds nothing to the span
+        # and makes K_mm singular (and the preconditioner useless).
+        distinct = np.sort(np.unique(X, axis=0, return_index=True)[1])
+        m = min(len(distinct),
+                self.n_centers if self.n_centers is not None else _DEFAULT_N_CENTERS)
+        check_memory(
+            _nystrom.nystrom_bytes(n, m, d, Y.shape[1], dtype), device,
+            f"the Nystrom solve with {m} centres",
+            "Use fewer centres (n_centers) or dtype='float32'.",
+        )
+        rng = check_random_state(self.random_state)
+        centers_idx = np.sort(rng.choice(distinct, size=m, replace=False))
+        Xt = to_tensor(X, device, dtype)
+        Yt = to_tensor(Y, device, dtype)
+        centers = Xt[torch.as_tensor(centers_idx, device=device)].contiguous()
+        if alpha is None and not isinstance(self.alpha, str):
+            alpha = float(self.alpha)
+        if alpha is None:
+            # alpha="auto": leave-one-out on (at most 2000 of) the centres. alpha is the noise
+            # variance of the GP reading of both solves, so it does not scale with n.
+            sub = torch.arange(min(m, _AUTO_ALPHA_CENTERS), device=device)
+            alpha = self._select_alpha(self._kernels(centers[sub], args=args)[0],
+                                       Yt[torch.as_tensor(centers_idx, device=device)[sub]])
+        self._log(f"Nystrom solve with {m} centres on {n} samples")
+        coef, n_iter = _nystrom.nystrom_fit(
+            lambda A, B: self._kernels(A, B, args=args)[0], Xt, Yt, centers, alpha,
+            log=self._log if self.verbose else None)
+        return dict(_X_fit=centers, _y_fit=None, _dual_coef=coef.to(dtype), _cholesky=None,
+                    _train_matrix=None, n_iter_=n_iter, centers_indices_=centers_idx,
+                    alpha_=alpha)
 
     def _select_alpha(self, K, Y):
         """``alpha="auto"``: the grid alpha with the smallest cross-validation error.
@@ -245,50 +309,27 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
                   f"alpha_={alphas[best]:.3g}")
         return float(alphas[best])
 
-    def _flow_apply(self, A, B, tau):
-        """``A^{-1}(I - exp(-tau A)) B``: Krylov for few columns, the eigendecomposition else."""
-        if B.shape[1] <= _KRYLOV_MAX_COLUMNS and "eigh" not in self._cache:
-            out, _ = _linalg.flow_matrix_function(A, B, tau)
-            if out is not None:
-                return out
-        evals, evecs = self._eigh(lambda: A)
-        return evecs @ (_linalg.flow_filter(evals, tau)[:, None] * (evecs.T @ B))
-
     # -- predict ---------------------------------------------------------------------------
     def _predict_targets(self, X, return_var=False, return_cov=False):
         """Mean (m, k) and optionally the variance (m,) or covariance (m, m) shared by outputs."""
         check_is_fitted(self, "dual_coef_")
         Xfit = self._X_fit
         Xt = to_tensor(X, Xfit.device, Xfit.dtype)
-        need_nngp = return_var or return_cov
-        K_td, nngp_td = self._kernels(Xt, Xfit, need_nngp=need_nngp and self.kernel == "ntk")
+        if not (return_var or return_cov):  # the mean alone, in row tiles of the kernel
+            return _nystrom.kernel_apply(lambda A, B: self._kernels(A, B)[0], Xt, Xfit,
+                                         self._dual_coef), None
+        if self.solver_ == "nystrom":
+            raise ValueError(
+                "Predictive variances (return_std, return_cov, predict_proba) are not "
+                "available with solver='nystrom'; use solver='exact' (at most about "
+                f"{_AUTO_EXACT_MAX_SAMPLES} samples) for them."
+            )
+        K_td, nngp_td = self._kernels(Xt, Xfit, need_nngp=self.kernel == "ntk")
         mean = K_td @ self._dual_coef
-        if not need_nngp:
-            return mean, None
-        if self.kernel == "nngp":
-            nngp_td = K_td
-        finite = self._finite_time()
-        tau = self.t / self._y_fit.numel() if finite else None
-        if self.kernel == "nngp":
-            # cov = K_tt - K_td A^{-1}(I - e^{-2 tau A}) K_dt
-            if finite:
-                term = self._flow_apply(self._train_matrix, K_td.T.contiguous(), 2 * tau)
-                reduction = K_td @ term if return_cov else (K_td * term.T).sum(1)
-            else:
-                v = torch.linalg.solve_triangular(self._cholesky, K_td.T, upper=False)
-                reduction = v.T @ v if return_cov else (v * v).sum(0)
-        else:
-            # term1 = A^{-1}(I - e^{-tau A}) Theta_dt; cov = term1' K_dd term1 - (term1' K_dt + T)
-            if finite:
-                term1 = self._flow_apply(self._train_matrix, K_td.T.contiguous(), tau)
-            else:
-                term1 = _linalg.cho_solve(self._cholesky, K_td.T.contiguous())
-            KT = self._nngp_train() @ term1
-            if return_cov:
-                cross = term1.T @ nngp_td.T
-                reduction = cross + cross.T - term1.T @ KT
-            else:
-                reduction = 2 * (term1 * nngp_td.T).sum(0) - (term1 * KT).sum(0)
+        tau = self.t / self._y_fit.numel() if self._finite_time() else None
+        reduction = _linalg.ensemble_variance_reduction(
+            self._factor(), K_td, tau, nngp_td=nngp_td if self.kernel == "ntk" else None,
+            nngp_train=self._nngp_train, return_cov=return_cov, cache=self._cache)
         if return_cov:
             K_tt, _ = fc_kernels(Xt, None, need_ntk=False, **self._kernel_args())
             cov = K_tt - reduction
@@ -298,6 +339,12 @@ class _NTKBase(DevicePortableMixin, BaseEstimator):
         var = prior_var[-1] - reduction
         _warn_negative_variance(var, prior_var[-1])
         return mean, torch.clamp(var, min=0) * self.kernel_scale_
+
+    def _factor(self):
+        """The exact solver's factor, as :func:`_linalg.kernel_ridge_factor` returned it."""
+        if self._cholesky is not None:
+            return {"solver": "cholesky", "L": self._cholesky}
+        return {"solver": "flow", "A": self._train_matrix}
 
     def _nngp_train(self):
         """The NNGP train kernel the NTK-mode covariance needs, computed once per fit.
@@ -374,7 +421,9 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         ``RidgeCV`` does; that eigendecomposition costs about as much as three to five Cholesky
         factorisations, so pass a float when fitting many times at large ``n``. A
         ``ConvergenceWarning`` says when the choice is on an edge of the grid where a value
-        beyond it could still change the fit.
+        beyond it could still change the fit. With ``solver="nystrom"`` the grid is scored on
+        the kernel of (at most 2,000 of) the centres: ``alpha`` is the noise variance of the GP
+        reading of both solves, which does not grow with ``n``.
     t : float or None, default=None
         Training time in neural-tangents' convention (learning rate 1; the flow runs as
         ``exp(-K t / y.size)``). ``None`` (or ``inf``) is the converged ensemble, solved by
@@ -405,8 +454,20 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         With ``optimize="ml"``: further starts drawn log-uniformly (``w_std`` in [0.5, 2],
         ``b_std`` in [0.01, 1], scales in [0.3, 3], relative noise in [1e-3, 0.3]); the best
         marginal likelihood wins.
+    solver : {"auto", "exact", "nystrom"}, default="auto"
+        ``"exact"`` factorises the ``n x n`` train kernel (three ``n x n`` matrices in memory).
+        ``"nystrom"`` restricts the converged (``t=None``) ensemble mean to the span of
+        ``n_centers`` training rows and solves by Falkon-preconditioned conjugate gradients
+        (Rudi et al. 2017), with the ``n x n_centers`` kernel evaluated in tiles, never whole:
+        memory ``O(n_centers**2)``, time ``O(n * n_centers**2)``. It gives the mean only (no
+        ``return_std`` / ``return_cov``). ``"auto"`` is exact up to 20,000 samples and Nystrom
+        above.
+    n_centers : int or None, default=None
+        Number of Nystrom centres (uniformly drawn distinct training rows); ``None`` means
+        ``min(n_samples, 2000)``. More centres approach the exact solve (equal at
+        ``n_centers = n_samples``).
     random_state : int, RandomState instance or None, default=None
-        Seeds the restarts.
+        Draws the Nystrom centres and seeds the restarts of ``optimize="ml"``.
     posterior : {"gaussian", "student_t"}, default="gaussian"
         ``"student_t"`` (``kernel="nngp"``, ``t=None`` only) puts an inverse-gamma prior
         ``InvGamma(prior_shape, prior_scale)`` on a common scale of the kernel and of ``alpha``
@@ -436,11 +497,18 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     ----------
     alpha_ : float
         The ridge used (the selected one for ``alpha="auto"``).
-    dual_coef_ : ndarray of shape (n_samples, n_targets)
+    dual_coef_ : ndarray of shape (n_samples, n_targets) or (n_centers, n_targets)
         ``A^{-1}(I - exp(-tau A)) y`` (``A^{-1} y`` at ``t=None``) for the normalised targets;
         predictions are ``K(X, X_fit_) @ dual_coef_`` (then mapped back by ``normalize_y``).
-    X_fit_ : ndarray of shape (n_samples, n_features)
-        The training inputs.
+        With ``solver="nystrom"``, the coefficients of the centres.
+    X_fit_ : ndarray of shape (n_samples, n_features) or (n_centers, n_features)
+        The training inputs (with ``solver="nystrom"``: the centres).
+    solver_ : {"exact", "nystrom"}
+        The solver used.
+    centers_indices_ : ndarray of shape (n_centers,) or None
+        Rows of the training data used as Nystrom centres.
+    n_iter_ : int or None
+        Conjugate-gradient iterations of the Nystrom solve.
     log_marginal_likelihood_value_ : float
         Log marginal likelihood of the (normalised) targets, ``kernel="nngp"``, ``t=None``;
         with ``optimize="ml"`` the maximised one (of ``N(0, kernel_scale_ (K + alpha_ I))``,
@@ -497,14 +565,15 @@ class NTKRegressor(RegressorMixin, _NTKBase):
 
     def __init__(self, kernel="ntk", n_hidden=1, activation="relu", w_std=1.0, b_std=0.1,
                  parameterization="ntk", width=512, alpha="auto", t=None, input_scales=None,
-                 optimize=None, ard=False, n_restarts=0, random_state=None,
-                 posterior="gaussian", prior_shape=2.0, prior_scale=2.0, normalize_y=True,
-                 device="auto", dtype="float64", n_threads=None, verbose=0):
+                 optimize=None, ard=False, n_restarts=0, solver="auto", n_centers=None,
+                 random_state=None, posterior="gaussian", prior_shape=2.0, prior_scale=2.0,
+                 normalize_y=True, device="auto", dtype="float64", n_threads=None, verbose=0):
         super().__init__(kernel=kernel, n_hidden=n_hidden, activation=activation, w_std=w_std,
                          b_std=b_std, parameterization=parameterization, width=width,
                          alpha=alpha, t=t, input_scales=input_scales, optimize=optimize,
-                         ard=ard, n_restarts=n_restarts, random_state=random_state,
-                         device=device, dtype=dtype, n_threads=n_threads, verbose=verbose)
+                         ard=ard, n_restarts=n_restarts, solver=solver, n_centers=n_centers,
+                         random_state=random_state, device=device, dtype=dtype,
+                         n_threads=n_threads, verbose=verbose)
         self.posterior = posterior
         self.prior_shape = prior_shape
         self.prior_scale = prior_scale
@@ -530,10 +599,12 @@ class NTKRegressor(RegressorMixin, _NTKBase):
                 "posterior='student_t' integrates the kernel's scale out; it cannot be combined "
                 "with optimize='ml', which fits that scale."
             )
-        if self.posterior == "student_t" and (self.kernel != "nngp" or self._finite_time()):
+        if self.posterior == "student_t" and (self.kernel != "nngp" or self._finite_time()
+                                              or self.solver == "nystrom"):
             raise ValueError(
                 "posterior='student_t' is the scale-mixture NNGP posterior: it needs "
-                f"kernel='nngp' and t=None, got kernel={self.kernel!r}, t={self.t!r}."
+                f"kernel='nngp', t=None and an exact solve, got kernel={self.kernel!r}, "
+                f"t={self.t!r}, solver={self.solver!r}."
             )
         dtype = numpy_dtype(resolve_dtype(self.dtype, "float64"))
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
@@ -546,7 +617,8 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         self._fit_targets(X, Y)
         self.log_marginal_likelihood_value_ = self._tuned_lml
         self.predictive_df_ = None
-        if self.optimize is None and self.kernel == "nngp" and not self._finite_time():
+        if (self.optimize is None and self.kernel == "nngp" and not self._finite_time()
+                and self.solver_ == "exact"):
             n, k = Y.shape
             fit_term = (self._y_fit * self._dual_coef).sum(0)  # y' A^{-1} y per output
             logdet = 2 * torch.log(self._cholesky.diagonal()).sum()
@@ -626,6 +698,9 @@ class NTKRegressor(RegressorMixin, _NTKBase):
         """
         check_is_fitted(self, "dual_coef_")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        if self.solver_ == "nystrom":
+            raise ValueError("predict_trajectory needs solver='exact'; this model was fitted "
+                             "with solver='nystrom'.")
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         if times.size == 0 or np.isnan(times).any() or (times < 0).any():
             raise ValueError("times must be a non-empty array of non-negative numbers.")
@@ -671,6 +746,9 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     input_scales, optimize, ard, n_restarts, random_state : see below
         As in :class:`NTKRegressor`; ``optimize="ml"`` maximises the marginal likelihood of the
         centred one-hot targets (one output scale shared by the classes).
+    solver, n_centers, random_state : see below
+        As in :class:`NTKRegressor`; ``solver="nystrom"`` gives ``decision_function`` and
+        ``predict`` but not ``predict_proba`` (which needs the ensemble's variance).
     device, dtype, n_threads, verbose : see below
         As in :class:`NTKRegressor`.
 

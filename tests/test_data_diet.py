@@ -506,6 +506,7 @@ def test_gpu_fitted_scorer_scores_on_cpu_machine(blobs, monkeypatch):
     np.testing.assert_array_equal(loaded.score_samples(X, y), expected)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fit_keeps_state_on_cpu(noisy_digits, blobs):
     X, y_noisy, flipped = noisy_digits

@@ -286,12 +286,15 @@ def test_memory_guard(monkeypatch):
         NTKRegressor(normalize_y=False, device="cpu").fit(X, X[:, 0])
 
 
-def test_cuda_request_without_gpu():
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present")
+def test_cuda_request_without_gpu(monkeypatch):
+    # checked on every machine: torch is made to see no GPU (test_cuda.py covers a real one)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     X = np.ones((4, 2))
     with pytest.raises(ValueError, match="CUDA"):
         NTKRegressor(normalize_y=False, device="cuda").fit(X, np.arange(4.0))
+    with pytest.raises(ValueError, match="CUDA"):
+        NTKClassifier(device="cuda").fit(X, [0, 1, 0, 1])
+    assert NTKRegressor(device="auto").fit(X, np.arange(4.0)).device_.type == "cpu"
 
 
 def test_float32_fit_is_close_to_float64(regression_data):

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed
 from sklearn.base import (
     BaseEstimator,
     _fit_context,
@@ -89,6 +90,7 @@ _SCORER_CONSTRAINTS = {
     "dtype": DTYPE_OPTIONS,
     "n_threads": THREADS_OPTIONS,
     "random_state": ["random_state"],
+    "n_jobs": [None, Integral],
     "verbose": ["verbose"],
 }
 
@@ -119,6 +121,11 @@ _COMMON_PARAMS_DOC = """
         Network precision (float32, as for every neural network).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and the minibatch order of every model (private generators).
+    n_jobs : int or None, default=None
+        Networks trained in parallel with joblib (``None`` means 1, ``-1`` all cores). Every
+        model's seed is drawn before dispatch, so the scores are identical for any
+        ``n_jobs`` and any joblib backend, e.g. ``joblib.parallel_backend("dask")`` to spread
+        the models over a ``dask.distributed`` cluster (see "Scaling out" in the user guide).
     verbose : int, default=0
         When > 0, show a progress bar over the models and print a line per model (and
         skorch's epoch log when > 1).
@@ -128,6 +135,64 @@ _COMMON_PARAMS_DOC = """
         and several times faster when other processes share the cores (see
         ``benchmarks/threads.py``).
 """
+
+
+def _train_and_score(scorer, X, y_enc, n_classes, seed, device, dtype, index, start):
+    """Train model ``index`` of ``scorer`` from ``seed`` and score the training set.
+
+    A module-level function of picklable arguments, so joblib can run it in another process or
+    on a dask worker. Returns ``(net on the CPU, float64 scores, snapshots or None)``.
+    """
+    # skorch is imported here, not at package import (it is slow to import and only the
+    # scorers train with it).
+    from skorch import NeuralNetClassifier
+
+    from ._callbacks import _EpochTracker
+
+    init_gen = torch.Generator(device="cpu")
+    init_gen.manual_seed(seed)
+    shuffle_gen = torch.Generator(device="cpu")
+    shuffle_gen.manual_seed(seed + 1)
+    Xt = to_tensor(X, device, dtype)
+    yt = torch.as_tensor(y_enc, device=device)
+    module = _build_module(scorer.module, scorer._module_kwargs(), X.shape[1], n_classes,
+                           init_gen, device, dtype)
+    track = scorer.score_epoch > 0 and (scorer._keep_snapshots or scorer._needs_tracking)
+    tracker = _EpochTracker(Xt, yt, scorer._keep_snapshots) if track else None
+    net = NeuralNetClassifier(
+        module=module,
+        criterion=nn.CrossEntropyLoss,
+        optimizer=scorer.optimizer,
+        lr=scorer.lr,
+        max_epochs=scorer.score_epoch,
+        batch_size=scorer.batch_size,
+        train_split=None,
+        callbacks=[("data_diet_tracker", tracker)] if tracker is not None else [],
+        device=str(device),
+        iterator_train__shuffle=True,
+        iterator_train__generator=shuffle_gen,
+        classes=np.arange(n_classes),
+        # skorch unpickles its CUDA-dependent attributes (module objects, not only
+        # tensors) with torch.load when the scorer itself is unpickled; that is the
+        # trust a pickle already asks for, and weights_only=True cannot load modules.
+        torch_load_kwargs={"weights_only": False},
+        verbose=max(0, int(scorer.verbose) - 1),
+    )
+    if scorer.score_epoch > 0:
+        _fit_net(net, X, y_enc)
+    else:
+        net.initialize()
+    scores = to_numpy(scorer._score_trained(net.module_, Xt, yt, tracker)).astype(np.float64)
+    snapshots = None
+    if tracker is not None:
+        snapshots = tracker.snapshots_ if scorer._keep_snapshots else None
+        # the tracker holds the training data; do not keep it in the fitted net
+        tracker.X = tracker.y = None
+        tracker.snapshots_ = tracker.correct_ = None
+    if scorer.verbose > 0:
+        print(f"[{type(scorer).__name__}] model {index + 1}/{scorer.n_estimators} trained and "
+              f"scored ({time.perf_counter() - start:.1f} s)", flush=True)
+    return _net_to_cpu(net), scores, snapshots
 
 
 class _BaseScorer(DevicePortableMixin, BaseEstimator):
@@ -148,6 +213,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         device="auto",
         dtype="float32",
         random_state=None,
+        n_jobs=None,
         verbose=0,
         n_threads=None,
     ):
@@ -161,6 +227,7 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
+        self.n_jobs = n_jobs
         self.verbose = verbose
         self.n_threads = n_threads
 
@@ -220,86 +287,39 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         self : object
             Fitted scorer; ``scores_`` holds the training scores averaged over the models.
         """
-        # skorch is imported here, not at package import (it is slow to import and only the
-        # scorers train with it).
-        from skorch import NeuralNetClassifier
-
-        from ._callbacks import _EpochTracker
-
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
-        self.device_ = resolve_device(self.device)
-        self.dtype_ = resolve_dtype(self.dtype, "float32")
-        X = np.array(self._cast(X), order="C", copy=True)
-        self.label_encoder_ = LabelEncoder().fit(y)
-        self.classes_ = self.label_encoder_.classes_
-        check_n_classes(self.classes_, self)
-        y_enc = self.label_encoder_.transform(y).astype(np.int64)
-        n_classes = len(self.classes_)
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, "float32")
+        X = np.array(check_finite_cast(X, numpy_dtype(dtype), "X",
+                                       f"in which {type(self).__name__} computes"),
+                     order="C", copy=True)
+        label_encoder = LabelEncoder().fit(y)
+        check_n_classes(label_encoder.classes_, self)
+        y_enc = label_encoder.transform(y).astype(np.int64)
+        n_classes = len(label_encoder.classes_)
 
+        # every seed is drawn here, in order, so results do not depend on n_jobs or backend
         rng = check_random_state(self.random_state)
-        Xt = to_tensor(X, self.device_, self.dtype_)
-        yt = torch.as_tensor(y_enc, device=self.device_)
-        track = self.score_epoch > 0 and (self._keep_snapshots or self._needs_tracking)
-        self.estimators_, self.snapshots_, per_model = [], [], []
+        seeds = [seed_from_random_state(rng) for _ in range(self.n_estimators)]
         start = time.perf_counter()
+        # the bar advances as results come back (joblib returns them in order); each model
+        # also logs a line where it ran
         progress = Progress(self.n_estimators, type(self).__name__, self.verbose, unit="model")
-        for m in range(self.n_estimators):
-            seed = seed_from_random_state(rng)
-            init_gen = torch.Generator(device="cpu")
-            init_gen.manual_seed(seed)
-            shuffle_gen = torch.Generator(device="cpu")
-            shuffle_gen.manual_seed(seed + 1)
-            module = _build_module(
-                self.module,
-                self._module_kwargs(),
-                X.shape[1],
-                n_classes,
-                init_gen,
-                self.device_,
-                self.dtype_,
-            )
-            callbacks = []
-            tracker = None
-            if track:
-                tracker = _EpochTracker(Xt, yt, self._keep_snapshots)
-                callbacks.append(("data_diet_tracker", tracker))
-            net = NeuralNetClassifier(
-                module=module,
-                criterion=nn.CrossEntropyLoss,
-                optimizer=self.optimizer,
-                lr=self.lr,
-                max_epochs=self.score_epoch,
-                batch_size=self.batch_size,
-                train_split=None,
-                callbacks=callbacks,
-                device=str(self.device_),
-                iterator_train__shuffle=True,
-                iterator_train__generator=shuffle_gen,
-                classes=np.arange(n_classes),
-                # skorch unpickles its CUDA-dependent attributes (module objects, not only
-                # tensors) with torch.load when the scorer itself is unpickled; that is the
-                # trust a pickle already asks for, and weights_only=True cannot load modules.
-                torch_load_kwargs={"weights_only": False},
-                verbose=max(0, int(self.verbose) - 1),
-            )
-            if self.score_epoch > 0:
-                _fit_net(net, X, y_enc)
-            else:
-                net.initialize()
-            scores = self._score_trained(net.module_, Xt, yt, tracker)
-            per_model.append(to_numpy(scores).astype(np.float64))
-            if tracker is not None:
-                self.snapshots_.append(tracker.snapshots_)
-                # the tracker holds the training data; do not keep it in the fitted net
-                tracker.X = tracker.y = None
-                tracker.snapshots_ = tracker.correct_ = None
-            self.estimators_.append(_net_to_cpu(net))
+        results = []
+        for result in Parallel(n_jobs=self.n_jobs, return_as="generator")(
+            delayed(_train_and_score)(self, X, y_enc, n_classes, seed, device, dtype, m, start)
+            for m, seed in enumerate(seeds)
+        ):
+            results.append(result)
             progress.update()
-            progress.log(f"model {m + 1}/{self.n_estimators} trained and scored "
-                         f"({time.perf_counter() - start:.1f} s)")
         progress.close()
-        self.scores_per_model_ = np.stack(per_model)
+        self.device_, self.dtype_ = device, dtype
+        self.label_encoder_ = label_encoder
+        self.classes_ = label_encoder.classes_
+        self.estimators_ = [net for net, _, _ in results]
+        self.snapshots_ = [snaps for _, _, snaps in results if snaps is not None]
+        self.scores_per_model_ = np.stack([scores for _, scores, _ in results])
         self.scores_ = self.scores_per_model_.mean(axis=0)
         return self
 
@@ -467,6 +487,7 @@ class GraNdScorer(_BaseScorer):
         device="auto",
         dtype="float32",
         random_state=None,
+        n_jobs=None,
         verbose=0,
         n_threads=None,
     ):
@@ -482,6 +503,7 @@ class GraNdScorer(_BaseScorer):
             device=device,
             dtype=dtype,
             random_state=random_state,
+            n_jobs=n_jobs,
             verbose=verbose,
             n_threads=n_threads,
         )

@@ -587,11 +587,11 @@ _RESCHEDULABLE = (
 )
 
 
-def export_weights(run_dir, weights_dir, name=None, average=1):
+def export_weights(run_dir, weights_dir, name=None, average=1, command=None):
     """Write ``<name>.pt`` (a state dict of plain tensors) and ``<name>.json`` (config and a
     training summary) from ``run_dir``'s checkpoint, averaged over its last ``average``
     checkpoints, and record their sha256 in ``weights_dir/manifest.json`` and in
-    ``<file>.sha256`` beside each."""
+    ``<file>.sha256`` beside each. ``command`` (text) records how the run was made."""
     run_dir, weights_dir = Path(run_dir), Path(weights_dir)
     ck = _read_checkpoint(run_dir)
     if ck is None:
@@ -616,7 +616,8 @@ def export_weights(run_dir, weights_dir, name=None, average=1):
             "validation": val,
             "last_validation": vals[-1] if vals else None,
             "train_seconds": round(hist[-1].get("wall", 0.0), 1) if hist else 0.0,
-            "command": f"python -m overparam_sklearn.pfn.train --preset {preset} "
+            "command": command
+            or f"python -m overparam_sklearn.pfn.train --preset {preset} "
             f"--out {run_dir} --steps {config['steps']} --threads 1",
         },
     )

@@ -60,6 +60,7 @@ from ._backend import (
 )
 from ._validation import atomic_fit, check_gram_range, check_n_classes
 from .kernels import parse_activation
+from .kernels._fully_connected import check_input_scales
 
 __all__ = ["RandomFeatures", "RandomFeatureRegressor", "RandomFeatureClassifier"]
 
@@ -105,6 +106,12 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
         Weight standard deviation times ``sqrt(d)``.
     b_std : float, default=0.0
         Bias standard deviation.
+    input_scales : array-like of shape (n_features,), default=None
+        Per-feature scales ``s``: the weights on feature ``i`` are ``N(0, w_std^2 s_i^2 / d)``
+        (the same draws as without scales, multiplied by ``s_i``), so the features converge to
+        the kernels with ``input_scales`` of :mod:`overparam_sklearn.kernels` (pre-activation
+        covariance ``w_std^2 sum_i s_i^2 x_i y_i / d + b_std^2``; for ``"fourier"`` the ARD RBF
+        ``exp(-w_std^2 sum_i s_i^2 (x_i - y_i)^2 / (2 d))``). ``None``: all ones.
     random_state : int, RandomState instance or None, default=None
         Seeds the private torch generator that draws ``W`` and ``b``.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -152,6 +159,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
         "activation": [str],
         "w_std": [Interval(numbers.Real, 0, None, closed="left")],
         "b_std": [Interval(numbers.Real, 0, None, closed="left")],
+        "input_scales": ["array-like", None],
         "random_state": ["random_state"],
         "device": DEVICE_OPTIONS,
         "dtype": DTYPE_OPTIONS + [None],
@@ -159,11 +167,13 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
     }
 
     def __init__(self, n_components=500, activation="relu", w_std=1.0, b_std=0.0,
-                 random_state=None, device="auto", dtype=None, n_threads=None):
+                 input_scales=None, random_state=None, device="auto", dtype=None,
+                 n_threads=None):
         self.n_components = n_components
         self.activation = activation
         self.w_std = w_std
         self.b_std = b_std
+        self.input_scales = input_scales
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
@@ -189,6 +199,7 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
 
     def _draw(self, d):
         _check_activation(self.activation)
+        scales = check_input_scales(self.input_scales, d, torch.empty(0, dtype=torch.float64))
         self.device_ = resolve_device(self.device)
         fourier = self.activation == "fourier"
         m = math.ceil(self.n_components / 2) if fourier else self.n_components
@@ -203,6 +214,8 @@ class RandomFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DevicePo
         gen = make_generator(self.random_state, "cpu")
         opts = {"dtype": torch.float64, "generator": gen}
         W = torch.randn(d, m, **opts) * (self.w_std / math.sqrt(d))
+        if scales is not None:
+            W *= scales.to(W.device)[:, None]
         if fourier:
             b = torch.rand(m, **opts) * (2 * math.pi)
         else:
@@ -297,12 +310,13 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
     _parameter_constraints = _RIDGE_CONSTRAINTS
 
     def __init__(self, n_components=500, activation="relu", w_std=1.0, b_std=0.0, alpha="auto",
-                 alpha_selection="loo", fit_intercept=True, random_state=None, device="auto",
-                 dtype="float64", n_threads=None, verbose=0):
+                 alpha_selection="loo", fit_intercept=True, input_scales=None, random_state=None,
+                 device="auto", dtype="float64", n_threads=None, verbose=0):
         self.n_components = n_components
         self.activation = activation
         self.w_std = w_std
         self.b_std = b_std
+        self.input_scales = input_scales
         self.alpha = alpha
         self.alpha_selection = alpha_selection
         self.fit_intercept = fit_intercept
@@ -319,8 +333,8 @@ class _RandomFeatureRidge(DevicePortableMixin, BaseEstimator):
         dtype = resolve_dtype(self.dtype, "float64")
         features = RandomFeatures(
             n_components=self.n_components, activation=self.activation, w_std=self.w_std,
-            b_std=self.b_std, random_state=self.random_state, device=self.device,
-            dtype=self.dtype,
+            b_std=self.b_std, input_scales=self.input_scales, random_state=self.random_state,
+            device=self.device, dtype=self.dtype,
         )
         # same draws as RandomFeatures(...).fit(X): one generator seeded from random_state
         features.n_features_in_ = X.shape[1]
@@ -425,6 +439,8 @@ _PARAMS_DOC = """
         cross-validation, used when ``alpha`` is a grid.
     fit_intercept : bool, default=True
         Fit an unpenalised intercept (centre features and targets).
+    input_scales : array-like of shape (n_features,), default=None
+        Per-feature scales of the random layer's weights, as in :class:`RandomFeatures`.
     random_state : int, RandomState instance or None, default=None
         Seeds the random features; the same value gives the same features as
         ``RandomFeatures(random_state=...)``.

@@ -577,9 +577,9 @@ def _random_features_kernel(X, activation, w_std, b_std):
         sq = (Xt * Xt).sum(1)
         dist = (sq[:, None] + sq[None, :] - 2 * Xt @ Xt.T).clamp_min(0)
         return torch.exp(-(w_std**2) * dist / (2 * d)).numpy()
-    from .kernels import parse_activation
+    from .kernels import dense_input_gram, parse_activation
 
     act = parse_activation(activation)
-    k12 = w_std**2 * (Xt @ Xt.T) / d + b_std**2
+    k12 = dense_input_gram(Xt, None, w_std, b_std)
     diag = torch.diagonal(k12).clone()
     return act.maps(k12, diag[:, None], diag[None, :], False)[0].numpy()

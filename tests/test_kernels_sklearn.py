@@ -127,8 +127,8 @@ def test_gradient_equals_finite_differences(cls, params, data):
 def test_gradient_order_follows_theta(data):
     X, _ = data
     kernel = NNGPKernel(n_hidden=2, activation="erf", w_std=1.5, b_std=0.3)
-    names = [h.name for h in kernel.hyperparameters]
-    assert names == ["b_std", "w_std"]
+    names = [h.name for h in kernel.hyperparameters if not h.fixed]
+    assert names == ["b_std", "w_std"]  # input_scales=None adds no free hyperparameter
     np.testing.assert_allclose(kernel.theta, np.log([0.3, 1.5]))
     # the input layer is w_std^2 x.x'/d + b_std^2: with n_hidden=0, d K / d log b = 2 b^2
     lin = NNGPKernel(n_hidden=0, w_std=1.5, b_std=0.3)
@@ -277,7 +277,8 @@ def test_pickle_clone_repr_and_equality(data):
     assert kernel.requires_vector_input
     assert set(kernel.get_params()) == {
         "n_hidden", "activation", "w_std", "b_std", "parameterization", "width",
-        "w_std_bounds", "b_std_bounds", "architecture", "input_shape",
+        "w_std_bounds", "b_std_bounds", "input_scales", "input_scales_bounds",
+        "architecture", "input_shape",
     }
 
 

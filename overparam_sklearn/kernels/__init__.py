@@ -8,7 +8,13 @@ residual branches, LayerNorm), ``_empirical`` the finite-width NTK of a torch mo
 
 from ._dual import ACTIVATION_NAMES, DualActivation, parse_activation
 from ._empirical import empirical_ntk
-from ._fully_connected import fc_diagonals, fc_kernels, nngp_kernel, ntk_kernel
+from ._fully_connected import (
+    dense_input_gram,
+    fc_diagonals,
+    fc_kernels,
+    nngp_kernel,
+    ntk_kernel,
+)
 from ._sklearn import EmpiricalNTKKernel, NNGPKernel, NTKKernel
 from .layers import (
     Activation,
@@ -34,6 +40,7 @@ __all__ = [
     "parse_activation",
     "fc_kernels",
     "fc_diagonals",
+    "dense_input_gram",
     "nngp_kernel",
     "ntk_kernel",
     "NNGPKernel",

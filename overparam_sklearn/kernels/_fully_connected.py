@@ -3,8 +3,9 @@
 The network is ``Dense -> [activation -> Dense] * n_hidden``: ``n_hidden`` hidden layers and a
 readout. Dense layers follow neural-tangents' conventions (Novak et al. 2020): weights
 ``N(0, w_std^2 / fan_in)`` and biases ``N(0, b_std^2)``. The input layer's NNGP is
-``w_std^2 x.x' / d + b_std^2``. Per layer (Jacot et al. 2018, Thm 1; Lee et al. 2019, Eq. 7-10;
-Arora et al. 2019)::
+``w_std^2 x.x' / d + b_std^2`` (:func:`dense_input_gram`; with per-feature ``input_scales``
+``s``, ``w_std^2 sum_i s_i^2 x_i x'_i / d + b_std^2``). Per layer (Jacot et al. 2018, Thm 1;
+Lee et al. 2019, Eq. 7-10; Arora et al. 2019)::
 
     K_{l+1}     = w_std^2 E[phi(u) phi(v)] + b_std^2
     Theta_{l+1} = K_{l+1} + w_std^2 E[phi'(u) phi'(v)] Theta_l            ("ntk")
@@ -18,6 +19,7 @@ the per-layer variances of its own rows and of all columns: an ``n x m`` kernel 
 row tiles with ``O(tile_rows * m)`` memory, never ``n x m x width``.
 """
 
+import numpy as np
 import torch
 
 from .._backend import (
@@ -30,7 +32,8 @@ from .._backend import (
 from .._validation import check_real_matrix
 from ._dual import parse_activation
 
-__all__ = ["nngp_kernel", "ntk_kernel", "fc_kernels", "fc_diagonals", "check_kernel_params"]
+__all__ = ["nngp_kernel", "ntk_kernel", "fc_kernels", "fc_diagonals", "check_kernel_params",
+           "check_input_scales", "dense_input_gram"]
 
 _PARAMETERIZATIONS = ("ntk", "standard")
 # Number of (tile_rows x m) buffers alive at once inside one layer of the recursion.
@@ -78,8 +81,93 @@ def _check_diagonals(variances, theta, name):
         )
 
 
+def check_input_scales(input_scales, n_features, like):
+    """``input_scales`` as a 1-D tensor of length ``n_features`` (dtype/device of ``like``).
+
+    ``None`` stays ``None`` (every feature weighs the same). A tensor keeps its autograd /
+    forward-mode graph, so the kernels can be differentiated with respect to the scales.
+    """
+    if input_scales is None:
+        return None
+    if isinstance(input_scales, torch.Tensor):
+        scales = input_scales.to(dtype=like.dtype, device=like.device)
+    else:
+        try:
+            values = np.asarray(input_scales, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"input_scales must be None or a 1-D array of non-negative floats, got "
+                f"{input_scales!r}"
+            ) from None
+        scales = torch.as_tensor(values, dtype=like.dtype, device=like.device)
+    if scales.ndim == 0:
+        scales = scales.reshape(1).expand(n_features)
+    if scales.ndim != 1 or scales.shape[0] != n_features:
+        raise ValueError(
+            f"input_scales must hold one scale per feature ({n_features}), got shape "
+            f"{tuple(scales.shape)}"
+        )
+    if not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
+        raise ValueError("input_scales must be finite and non-negative.")
+    return scales
+
+
+def _scale_inputs(X, scales):
+    return X if scales is None else X * scales
+
+
+def dense_input_gram(X1, X2=None, w_std=1.0, b_std=0.0, input_scales=None):
+    """NNGP of the input Dense layer: ``w_std^2 sum_i s_i^2 x_i x'_i / d + b_std^2``.
+
+    The covariance of the first layer's pre-activations for weights ``N(0, w_std^2 s_i^2 / d)``
+    on input ``i`` and biases ``N(0, b_std^2)``; ``input_scales=None`` means every ``s_i = 1``
+    (``w_std^2 x.x' / d + b_std^2``). Equivalently, the inputs are multiplied feature-wise by
+    ``input_scales`` before an ordinary Dense layer.
+
+    Parameters
+    ----------
+    X1 : tensor of shape (n, d)
+    X2 : tensor of shape (m, d), default=None
+        ``None`` means ``X1``.
+    w_std, b_std : float or 0-d tensor
+    input_scales : array-like or tensor of shape (d,), default=None
+
+    Returns
+    -------
+    K : tensor of shape (n, m)
+    """
+    X1 = check_real_matrix(X1, "X1")
+    X2 = X1 if X2 is None else check_real_matrix(X2, "X2", X1.dtype, X1.device)
+    scales = check_input_scales(input_scales, X1.shape[1], X1)
+    X1, X2 = _scale_inputs(X1, scales), _scale_inputs(X2, scales)
+    return w_std**2 * (X1 @ X2.T) / X1.shape[1] + b_std**2
+
+
+def _next_layer(e, dot, theta, w2, b2, parameterization, width, inplace=False):
+    """One hidden layer (activation then Dense): ``K_{l+1}`` and ``Theta_{l+1}``.
+
+    ``e = E[phi(u) phi(v)]`` and ``dot = E[phi'(u) phi'(v)]`` under ``K_l``; ``theta`` is
+    ``Theta_l`` (``None`` when the NTK is not needed). ``inplace=True`` overwrites ``e`` and
+    ``theta`` (no autograd); ``w2``, ``b2`` are then floats.
+    """
+    standard = parameterization == "standard"
+    if not inplace:
+        k = w2 * e + b2
+        if theta is not None:
+            theta = (width * e + 1.0 if standard else k) + w2 * dot * theta
+        return k, theta
+    if theta is not None and standard:
+        base = torch.mul(e, width).add_(1.0)
+        theta = torch.addcmul(base, dot, theta, value=w2, out=theta)
+        del base
+    k = e.mul_(w2).add_(b2)
+    if theta is not None and not standard:
+        theta = torch.addcmul(k, dot, theta, value=w2, out=theta)
+    return k, theta
+
+
 def fc_diagonals(X, n_hidden, activation, w_std, b_std, parameterization="ntk", width=512,
-                 need_ntk=True):
+                 need_ntk=True, input_scales=None):
     """Per-layer pre-activation variances and the final diagonals for the rows of ``X``.
 
     Returns
@@ -91,6 +179,7 @@ def fc_diagonals(X, n_hidden, activation, w_std, b_std, parameterization="ntk", 
         The NTK diagonal ``Theta(x, x)``.
     """
     act = parse_activation(activation)
+    X = _scale_inputs(X, check_input_scales(input_scales, X.shape[1], X))
     d = X.shape[1]
     s = (X * X).sum(dim=1) / d
     k = w_std**2 * s + b_std**2
@@ -100,75 +189,45 @@ def fc_diagonals(X, n_hidden, activation, w_std, b_std, parameterization="ntk", 
     variances = [k]
     for _ in range(n_hidden):
         e, dot = act.maps(k, k, k, need_ntk)
-        k = w_std**2 * e + b_std**2
-        if need_ntk:
-            if parameterization == "ntk":
-                theta = k + w_std**2 * dot * theta
-            else:
-                theta = width * e + 1.0 + w_std**2 * dot * theta
+        k, theta = _next_layer(e, dot, theta, w_std**2, b_std**2, parameterization, width)
         variances.append(k)
     return variances, theta
 
 
 def _fc_block(X1, X2, var1, var2, act, n_hidden, w_std, b_std, parameterization, width,
-              need_ntk, on_diagonal=False):
+              need_ntk, on_diagonal=False, traced=True):
     """The recursion for one block of rows: returns (nngp, ntk or None), shape (r, m).
 
-    ``on_diagonal``: row ``i`` of ``X1`` is row ``i`` of ``X2`` (a block of a symmetric kernel).
+    ``X1``, ``X2`` are already multiplied by the input scales. ``on_diagonal``: row ``i`` of
+    ``X1`` is row ``i`` of ``X2`` (a block of a symmetric kernel). ``traced``: a
+    hyperparameter is a tensor (autograd / forward-mode AD), so nothing is done in place.
     """
-    if act.fast_maps is not None and not any(
-        isinstance(p, torch.Tensor) for p in (w_std, b_std)
-    ):
-        return _fc_block_inplace(X1, X2, var1, var2, act, n_hidden, w_std, b_std,
-                                 parameterization, width, need_ntk, on_diagonal)
+    inplace = act.fast_maps is not None and not traced
+    maps = act.fast_maps if inplace else act.maps
     d = X1.shape[1]
-    s12 = X1 @ X2.T / d
-    k12 = w_std**2 * s12 + b_std**2
-    theta = None
-    if need_ntk:
-        theta = k12 if parameterization == "ntk" else d * s12 + 1.0
-    del s12
-    for layer in range(n_hidden):
-        e12, dot = act.maps(k12, var1[layer][:, None], var2[layer][None, :], need_ntk)
-        k12 = w_std**2 * e12 + b_std**2
-        if need_ntk:
-            if parameterization == "ntk":
-                theta = k12 + w_std**2 * dot * theta
-            else:
-                theta = width * e12 + 1.0 + w_std**2 * dot * theta
-        del e12, dot
-    return k12, theta
-
-
-def _fc_block_inplace(X1, X2, var1, var2, act, n_hidden, w_std, b_std, parameterization, width,
-                      need_ntk, on_diagonal):
-    """:func:`_fc_block` with in-place updates and fused multiply-adds (no autograd)."""
-    d = X1.shape[1]
-    w2, b2 = float(w_std) ** 2, float(b_std) ** 2
-    s12 = X1 @ X2.T
+    w2, b2 = (float(w_std) ** 2, float(b_std) ** 2) if inplace else (w_std**2, b_std**2)
+    s12 = X1 @ X2.T  # d times the input Gram x.x' / d
     theta = None
     if need_ntk and parameterization == "standard":
         theta = s12 + 1.0
-    k12 = s12.mul_(w2 / d).add_(b2)
+    k12 = s12.mul_(w2 / d).add_(b2) if inplace else w2 * s12 / d + b2
     if need_ntk and parameterization == "ntk":
-        theta = k12.clone()
+        theta = k12.clone() if inplace else k12
+    del s12
     for layer in range(n_hidden):
-        e12, dot = act.fast_maps(k12, var1[layer][:, None], var2[layer][None, :], need_ntk,
-                                 on_diagonal)
-        if need_ntk and parameterization == "standard":
-            base = torch.mul(e12, width).add_(1.0)
-            theta = torch.addcmul(base, dot, theta, value=w2, out=theta)
-            del base
-        k12 = e12.mul_(w2).add_(b2)
-        if need_ntk and parameterization == "ntk":
-            theta = torch.addcmul(k12, dot, theta, value=w2, out=theta)
-        del dot
+        k1, k2 = var1[layer][:, None], var2[layer][None, :]
+        if inplace:
+            e12, dot = maps(k12, k1, k2, need_ntk, on_diagonal)
+        else:
+            e12, dot = maps(k12, k1, k2, need_ntk)
+        k12, theta = _next_layer(e12, dot, theta, w2, b2, parameterization, width, inplace)
+        del e12, dot
     return k12, theta
 
 
 def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
                parameterization="ntk", width=512, need_ntk=True, need_nngp=True,
-               tile_bytes=DEFAULT_TILE_BYTES):
+               tile_bytes=DEFAULT_TILE_BYTES, input_scales=None):
     """NNGP and (optionally) NTK matrices between the rows of ``X1`` and ``X2``.
 
     Parameters
@@ -194,6 +253,12 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     tile_bytes : int
         Bytes one ``(rows, m)`` intermediate may take; peak memory is about
         ``8 * tile_bytes`` plus the two outputs.
+    input_scales : array-like or tensor of shape (d,), default=None
+        Per-feature scales ``s`` of the input layer: its weights on feature ``i`` have
+        variance ``w_std^2 s_i^2 / d``, so its NNGP is ``w_std^2 sum_i s_i^2 x_i x'_i / d +
+        b_std^2`` (:func:`dense_input_gram`); the kernels are those of the inputs ``X * s``.
+        ``None`` (every ``s_i = 1``) is the isotropic network. A tensor is differentiated
+        through (automatic relevance determination by marginal likelihood).
 
     Returns
     -------
@@ -208,8 +273,12 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
         raise ValueError(
             f"X1 has {X1.shape[1]} features but X2 has {X2.shape[1]}; they must match."
         )
+    scales = check_input_scales(input_scales, X1.shape[1], X1)
+    X1 = _scale_inputs(X1, scales)
+    X2 = X1 if symmetric else _scale_inputs(X2, scales)
     args = (n_hidden, act, w_std, b_std, parameterization, width)
-    tensor_params = any(isinstance(p, torch.Tensor) for p in (w_std, b_std))
+    hyper = (w_std, b_std, input_scales)
+    traced = tensor_params = any(isinstance(p, torch.Tensor) for p in hyper)
     var1, theta1 = fc_diagonals(X1, *args, need_ntk=need_ntk and not tensor_params)
     var2, theta2 = (var1, theta1) if symmetric else fc_diagonals(
         X2, *args, need_ntk=need_ntk and not tensor_params)
@@ -220,7 +289,7 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     n, m = X1.shape[0], X2.shape[0]
     tile = rows_per_tile(m, X1.dtype, _BUFFERS_PER_TILE, tile_bytes)
     store_nngp = need_nngp or not need_ntk
-    requires_grad = any(isinstance(p, torch.Tensor) and p.requires_grad for p in (w_std, b_std))
+    requires_grad = any(isinstance(p, torch.Tensor) and p.requires_grad for p in hyper)
     n_outputs = int(store_nngp) + int(need_ntk)
     kind = "NNGP and NTK" if n_outputs == 2 else ("NTK" if need_ntk else "NNGP")
     check_memory(
@@ -236,7 +305,8 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
         # autograd needs the graph of every tile: concatenate instead of writing in place.
         blocks = [
             _fc_block(X1[sl], X2, [v[sl] for v in var1], var2, act, n_hidden, w_std, b_std,
-                      parameterization, width, need_ntk, on_diagonal=symmetric and n <= tile)
+                      parameterization, width, need_ntk, on_diagonal=symmetric and n <= tile,
+                      traced=traced)
             for sl in tile_slices(n, tile)
         ]
         if len(blocks) == 1:
@@ -251,7 +321,7 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
         cols = slice(sl.start, m) if symmetric else slice(0, m)
         k, t = _fc_block(X1[sl], X2[cols], [v[sl] for v in var1], [v[cols] for v in var2],
                          act, n_hidden, w_std, b_std, parameterization, width, need_ntk,
-                         on_diagonal=symmetric)
+                         on_diagonal=symmetric, traced=traced)
         for out, block in ((nngp, k), (ntk, t)):
             if out is None:
                 continue
@@ -267,7 +337,7 @@ def fc_kernels(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
 
 
 def nngp_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
-                parameterization="ntk", width=512):
+                parameterization="ntk", width=512, input_scales=None):
     """NNGP kernel of an infinitely wide fully connected network.
 
     The covariance of the network's outputs at initialisation, in the limit of infinite width
@@ -288,6 +358,11 @@ def nngp_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0
         Does not change the NNGP; accepted for symmetry with :func:`ntk_kernel`.
     width : float, default=512
         Unused by the NNGP.
+    input_scales : array-like of shape (d,), default=None
+        Per-feature input scales ``s`` (automatic relevance determination): the input layer's
+        NNGP becomes ``w_std^2 sum_i s_i^2 x_i x'_i / d + b_std^2``, i.e. the kernel of the
+        inputs ``X * s``. Scales multiply (a large ``s_i`` makes feature ``i`` matter more),
+        unlike the length scales of an RBF kernel, which divide. ``None``: all ones.
 
     Returns
     -------
@@ -303,15 +378,17 @@ def nngp_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0
     torch.Size([5, 5])
     """
     return fc_kernels(X1, X2, n_hidden, activation, w_std, b_std, parameterization, width,
-                      need_ntk=False)[0]
+                      need_ntk=False, input_scales=input_scales)[0]
 
 
 def ntk_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
-               parameterization="ntk", width=512):
+               parameterization="ntk", width=512, input_scales=None):
     """Neural tangent kernel of an infinitely wide fully connected network (Jacot et al. 2018).
 
     Parameters are those of :func:`nngp_kernel`. With ``parameterization="standard"`` the NTK
     grows with ``width`` (the hidden-layer width of the finite network it describes).
+    ``input_scales`` multiply the inputs feature-wise before the network (in the NTK
+    parameterization: first-layer weight variances ``w_std^2 s_i^2 / d``, not trained).
 
     Returns
     -------
@@ -328,4 +405,4 @@ def ntk_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     """
     # the NNGP is needed tile by tile by the recursion but not stored (one n x m matrix less)
     return fc_kernels(X1, X2, n_hidden, activation, w_std, b_std, parameterization, width,
-                      need_ntk=True, need_nngp=False)[1]
+                      need_ntk=True, need_nngp=False, input_scales=input_scales)[1]

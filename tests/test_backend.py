@@ -153,7 +153,8 @@ def test_large_work_uses_the_idle_cores(three_threads, monkeypatch):
 
 
 def test_estimators_run_with_the_policy_threads(three_threads, monkeypatch):
-    from overparam_sklearn import NTKRegressor, ntk
+    from overparam_sklearn import NTKRegressor
+    from overparam_sklearn.ntk import _base as ntk
 
     seen = []
     original = ntk.fc_kernels

@@ -178,7 +178,7 @@ def test_classifier_iris_and_probabilities():
 
 
 def test_vote_probabilities_match_monte_carlo():
-    from overparam_sklearn.ntk import _ensemble_vote_probabilities
+    from overparam_sklearn.ntk._classifier import _ensemble_vote_probabilities
 
     rng = np.random.default_rng(0)
     mean = rng.normal(size=(4, 3))
@@ -320,7 +320,7 @@ def test_global_torch_state_is_untouched(regression_data):
 
 
 def test_ntk_std_reuses_the_nngp_train_kernel(regression_data, monkeypatch):
-    from overparam_sklearn import ntk as ntk_module
+    from overparam_sklearn.ntk import _base as ntk_module
 
     X, y, Xq = regression_data
     model = NTKRegressor(normalize_y=False, n_hidden=2, alpha=1e-3, device="cpu").fit(X, y)

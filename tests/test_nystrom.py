@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from overparam_sklearn import NTKClassifier, NTKRegressor, _nystrom
-from overparam_sklearn import ntk as ntk_module
 from overparam_sklearn.kernels import fc_kernels
+from overparam_sklearn.ntk import _base as ntk_module
 
 
 def _data(n=240, d=4, seed=0):

@@ -343,22 +343,9 @@ class _FullyConnectedKernel(Kernel):
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-class NNGPKernel(_FullyConnectedKernel):
-    """NNGP kernel of an infinitely wide fully connected network, as a scikit-learn kernel.
-
-    The covariance of the outputs of a randomly initialised network ``Dense -> [activation ->
-    Dense] * n_hidden`` in the infinite-width limit (Neal 1996; Lee et al. 2018; Matthews et al.
-    2018). Dense layers follow neural-tangents: weights ``N(0, w_std^2 / fan_in)``, biases
-    ``N(0, b_std^2)``; the input layer gives ``w_std^2 x.x' / d + b_std^2``. Values are those of
-    :func:`~overparam_sklearn.kernels.nngp_kernel`, evaluated on the CPU in float64.
-
-    ``w_std`` and ``b_std`` are hyperparameters (log-transformed in :attr:`theta`), so
-    :class:`~sklearn.gaussian_process.GaussianProcessRegressor` can fit them by maximising the
-    marginal likelihood; the gradient is exact (forward-mode autodiff). ``n_hidden``,
-    ``activation``, ``parameterization`` and ``width`` are ordinary parameters (settable with
-    ``set_params`` and searchable with :class:`~sklearn.model_selection.GridSearchCV`).
-
-    Parameters
+# The parameters of the two fully connected kernels, documented once; <PARAMETERIZATION> and
+# <WIDTH> are the two entries whose meaning differs between the NNGP and the NTK.
+_FC_PARAMS_DOC = """    Parameters
     ----------
     n_hidden : int, default=1
         Number of hidden layers (each Dense then activation); a readout Dense follows.
@@ -374,9 +361,9 @@ class NNGPKernel(_FullyConnectedKernel):
         therefore held fixed, whatever ``b_std_bounds`` says: the bias-free network stays
         bias-free under optimisation. The same rule applies to ``w_std=0``.
     parameterization : {"ntk", "standard"}, default="ntk"
-        Does not change the NNGP; accepted so that the two kernels share their parameters.
+<PARAMETERIZATION>
     width : float, default=512
-        Unused by the NNGP; accepted for symmetry with :class:`NTKKernel`.
+<WIDTH>
     w_std_bounds : pair of floats > 0 or "fixed", default=(0.3, 3.0)
         Bounds on ``w_std`` for hyperparameter optimisation; ``"fixed"`` excludes it from theta.
         The kernel's amplitude grows like ``w_std^(2 (n_hidden + 1))``, and L-BFGS-B's first
@@ -405,7 +392,35 @@ class NNGPKernel(_FullyConnectedKernel):
         Shape of one sample for ``architecture``, e.g. ``(8, 8, 1)`` (NHWC): rows of ``X`` are
         reshaped to it. ``None`` passes rows as vectors.
 
-    See Also
+"""
+
+
+def _fc_params_doc(parameterization, width):
+    indent = " " * 8
+    return _FC_PARAMS_DOC.replace("<PARAMETERIZATION>", indent + parameterization).replace(
+        "<WIDTH>", indent + width
+    )
+
+
+class NNGPKernel(_FullyConnectedKernel):
+    __doc__ = """NNGP kernel of an infinitely wide fully connected network, sklearn API.
+
+    The covariance of the outputs of a randomly initialised network ``Dense -> [activation ->
+    Dense] * n_hidden`` in the infinite-width limit (Neal 1996; Lee et al. 2018; Matthews et al.
+    2018). Dense layers follow neural-tangents: weights ``N(0, w_std^2 / fan_in)``, biases
+    ``N(0, b_std^2)``; the input layer gives ``w_std^2 x.x' / d + b_std^2``. Values are those of
+    :func:`~overparam_sklearn.kernels.nngp_kernel`, evaluated on the CPU in float64.
+
+    ``w_std`` and ``b_std`` are hyperparameters (log-transformed in :attr:`theta`), so
+    :class:`~sklearn.gaussian_process.GaussianProcessRegressor` can fit them by maximising the
+    marginal likelihood; the gradient is exact (forward-mode autodiff). ``n_hidden``,
+    ``activation``, ``parameterization`` and ``width`` are ordinary parameters (settable with
+    ``set_params`` and searchable with :class:`~sklearn.model_selection.GridSearchCV`).
+
+""" + _fc_params_doc(
+        "Does not change the NNGP; accepted so that the two kernels share their parameters.",
+        "Unused by the NNGP; accepted for symmetry with :class:`NTKKernel`.",
+    ) + """    See Also
     --------
     NTKKernel : The neural tangent kernel of the same network.
     overparam_sklearn.kernels.nngp_kernel : The underlying torch function.
@@ -439,7 +454,7 @@ class NNGPKernel(_FullyConnectedKernel):
 
 
 class NTKKernel(_FullyConnectedKernel):
-    """Neural tangent kernel of an infinitely wide fully connected network, as a sklearn kernel.
+    __doc__ = """Neural tangent kernel of an infinitely wide fully connected network, sklearn API.
 
     The NTK (Jacot et al. 2018) of the network ``Dense -> [activation -> Dense] * n_hidden``:
     kernel regression with it gives the mean prediction of the infinitely wide network trained to
@@ -450,54 +465,10 @@ class NTKKernel(_FullyConnectedKernel):
     ``w_std`` and ``b_std`` are hyperparameters (log-transformed in :attr:`theta`) with exact
     gradients (forward-mode autodiff); the other arguments are ordinary parameters.
 
-    Parameters
-    ----------
-    n_hidden : int, default=1
-        Number of hidden layers (each Dense then activation); a readout Dense follows.
-    activation : str, default="relu"
-        Activation spec: ``"relu"``, ``"leaky_relu(a)"``, ``"abrelu(a,b)"``, ``"abs"``,
-        ``"erf"``, ``"gelu"``, ``"sin"``, ``"rbf(gamma)"``, ``"identity"``, ``"sigmoid_like"``.
-    w_std : float, default=1.0
-        Weight standard deviation (times ``sqrt(fan_in)``).
-    b_std : float, default=0.1
-        Bias standard deviation (the default is that of the estimators, e.g.
-        :class:`~overparam_sklearn.NTKRegressor`; :func:`~overparam_sklearn.nngp_kernel`
-        defaults to 0). A value of exactly 0 (no biases) cannot be log-transformed and is
-        therefore held fixed, whatever ``b_std_bounds`` says: the bias-free network stays
-        bias-free under optimisation. The same rule applies to ``w_std=0``.
-    parameterization : {"ntk", "standard"}, default="ntk"
-        neural-tangents' parameterization. In the standard one the NTK grows with ``width``.
-    width : float, default=512
-        Hidden-layer width of the finite network; used only by the standard parameterization.
-    w_std_bounds : pair of floats > 0 or "fixed", default=(0.3, 3.0)
-        Bounds on ``w_std`` for hyperparameter optimisation; ``"fixed"`` excludes it from theta.
-        The kernel's amplitude grows like ``w_std^(2 (n_hidden + 1))``, and L-BFGS-B's first
-        trial step goes to a corner of the box: with wide bounds that corner has a kernel of
-        order ``1e30``, the Cholesky factor fails and the optimiser stops at its start. These
-        defaults were chosen by measurement (200 rows of UCI boston, concrete, energy, yacht:
-        the fit moves and the LML improves, ``n_restarts_optimizer=0``, 2-4 hidden layers).
-    b_std_bounds : pair of floats > 0 or "fixed", default=(1e-3, 10.0)
-        Bounds on ``b_std``; ``"fixed"`` excludes it from theta.
-    input_scales : array-like of shape (n_features,) or None, default=None
-        Per-feature scales ``s`` of the input layer (automatic relevance determination, like
-        ``RBF(length_scale=[...])``): the input layer's NNGP becomes
-        ``w_std^2 sum_i s_i^2 x_i x'_i / d + b_std^2``, i.e. the kernel of the inputs ``X * s``.
-        Scales multiply the inputs (a large ``s_i`` makes feature ``i`` matter more), where RBF
-        length scales divide them. ``None`` (the default) is the isotropic kernel and adds no
-        hyperparameter; an array adds one hyperparameter per feature (``np.ones(d)`` is the
-        usual start). A zero scale has no logarithm: then all scales are held fixed.
-    input_scales_bounds : pair of floats > 0 or "fixed", default=(1e-2, 10.0)
-        Bounds on each input scale.
-    architecture : Layer, default=None
-        An architecture of :mod:`overparam_sklearn.kernels.layers` (convolutional, residual,
-        ...) in place of the fully connected network. Its layers carry their own ``w_std`` and
-        ``b_std``; the kernel then has no free hyperparameters (scale it with a
-        ``ConstantKernel`` to fit an amplitude) and the fully connected parameters are unused.
-    input_shape : tuple of int, default=None
-        Shape of one sample for ``architecture``, e.g. ``(8, 8, 1)`` (NHWC): rows of ``X`` are
-        reshaped to it. ``None`` passes rows as vectors.
-
-    See Also
+""" + _fc_params_doc(
+        "neural-tangents' parameterization. In the standard one the NTK grows with ``width``.",
+        "Hidden-layer width of the finite network; used only by the standard parameterization.",
+    ) + """    See Also
     --------
     NNGPKernel : The NNGP kernel of the same network.
     overparam_sklearn.kernels.ntk_kernel : The underlying torch function.

@@ -170,6 +170,24 @@ def fc_diagonals(X, n_hidden, activation, w_std, b_std, parameterization="ntk", 
                  need_ntk=True, input_scales=None):
     """Per-layer pre-activation variances and the final diagonals for the rows of ``X``.
 
+    Parameters
+    ----------
+    X : tensor of shape (n, d)
+    n_hidden : int
+        Number of hidden layers.
+    activation : str or DualActivation
+        Activation spec, as in :func:`nngp_kernel`.
+    w_std, b_std : float
+        Standard deviations of weights (times ``sqrt(fan_in)``) and biases.
+    parameterization : {"ntk", "standard"}, default="ntk"
+        As in :func:`ntk_kernel`.
+    width : float, default=512
+        Hidden-layer width; used only by the standard parameterization.
+    need_ntk : bool, default=True
+        Whether to compute the NTK diagonal too.
+    input_scales : array-like of shape (d,), default=None
+        Per-feature input scales, as in :func:`nngp_kernel`.
+
     Returns
     -------
     variances : list of tensors
@@ -385,10 +403,25 @@ def ntk_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
                parameterization="ntk", width=512, input_scales=None):
     """Neural tangent kernel of an infinitely wide fully connected network (Jacot et al. 2018).
 
-    Parameters are those of :func:`nngp_kernel`. With ``parameterization="standard"`` the NTK
-    grows with ``width`` (the hidden-layer width of the finite network it describes).
-    ``input_scales`` multiply the inputs feature-wise before the network (in the NTK
-    parameterization: first-layer weight variances ``w_std^2 s_i^2 / d``, not trained).
+    Parameters
+    ----------
+    X1 : array-like or tensor of shape (n, d)
+    X2 : array-like or tensor of shape (m, d), default=None
+        ``None`` means ``X1``.
+    n_hidden : int, default=1
+        Number of hidden layers.
+    activation : str, default="relu"
+        Activation spec, e.g. ``"relu"``, ``"erf"``, ``"leaky_relu(0.1)"``.
+    w_std, b_std : float, default=1.0, 0.0
+        Standard deviations of weights (times ``sqrt(fan_in)``) and biases.
+    parameterization : {"ntk", "standard"}, default="ntk"
+        neural-tangents' parameterization. With ``"standard"`` the NTK grows with ``width``.
+    width : float, default=512
+        Hidden-layer width of the finite network; used only by the standard parameterization.
+    input_scales : array-like of shape (d,), default=None
+        Per-feature scales that multiply the inputs before the network (in the NTK
+        parameterization: first-layer weight variances ``w_std^2 s_i^2 / d``, not trained), as
+        in :func:`nngp_kernel`. ``None``: all ones.
 
     Returns
     -------

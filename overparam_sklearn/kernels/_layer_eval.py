@@ -471,6 +471,17 @@ def layer_kernels(arch, X1, X2=None, need_ntk=True, need_nngp=True,
 def layer_diagonals(arch, X, need_ntk=True, tile_bytes=DEFAULT_TILE_BYTES):
     """``k(x, x)`` for each input: the NNGP and (optionally) NTK diagonals, ``O(n)`` memory.
 
+    Parameters
+    ----------
+    arch : Layer
+        A composed architecture (:func:`serial`, :class:`Dense`, :class:`Conv`, ...).
+    X : array-like or tensor of shape (n, ...)
+        Inputs, ``(n, d)`` or NHWC images.
+    need_ntk : bool, default=True
+        Whether to compute the NTK diagonal too.
+    tile_bytes : int, default=DEFAULT_TILE_BYTES
+        Memory budget of one block of rows.
+
     Returns
     -------
     nngp_diag : tensor of shape (n,)

@@ -592,7 +592,13 @@ class EmpiricalNTKKernel(Kernel):
         return torch.cat(out).numpy().astype(np.float64)
 
     def is_stationary(self):
-        """Returns False."""
+        """Whether the kernel depends only on ``x - x'``: never for an empirical NTK.
+
+        Returns
+        -------
+        stationary : bool
+            Always False.
+        """
         return False
 
     @property

@@ -144,6 +144,16 @@ def _check_layers(layers, what):
 def serial(*layers):
     """Compose layers in sequence: the output of each is the input of the next.
 
+    Parameters
+    ----------
+    *layers : Layer
+        The layers, first to last.
+
+    Returns
+    -------
+    arch : Layer
+        The composed architecture (``arch.kernel(x1, x2=None, get="nngp"|"ntk")``).
+
     Examples
     --------
     >>> import numpy as np
@@ -159,6 +169,16 @@ def serial(*layers):
 
 def parallel(*layers):
     """Apply the ``i``-th layer to the ``i``-th of several inputs (after :class:`FanOut`).
+
+    Parameters
+    ----------
+    *layers : Layer
+        One layer per branch.
+
+    Returns
+    -------
+    arch : Layer
+        The layer that maps the branches in parallel (combine them with :class:`FanInSum`).
 
     Examples
     --------

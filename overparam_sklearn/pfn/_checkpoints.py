@@ -41,12 +41,6 @@ def load_exported(path):
 # (still resumed from).
 
 
-def _atomic_save(obj, path):
-    tmp = Path(str(path) + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _atomic_json(obj, path):
     tmp = Path(str(path) + ".tmp")
     with open(tmp, "w") as fh:

@@ -88,9 +88,9 @@ CASES = {
         lambda: DataDietSampler(scorer=_scorer(), keep_fraction=0.7, random_state=0),
         "sampler", (NeuralNet, "train_step", 5)),
     "NTKRegressor": (lambda: NTKRegressor(device="cpu"), "regressor",
-                     (_linalg, "cho_solve", 1)),
+                     (_linalg._kernel_ridge, "cho_solve", 1)),
     "NTKClassifier": (lambda: NTKClassifier(device="cpu"), "classifier",
-                      (_linalg, "cho_solve", 1)),
+                      (_linalg._kernel_ridge, "cho_solve", 1)),
     "RandomFeatures": (lambda: RandomFeatures(8, device="cpu", random_state=0), "transformer",
                        (torch, "randn", 1)),
     "RandomFeatureRegressor": (

@@ -143,6 +143,34 @@ def dense_input_gram(X1, X2=None, w_std=1.0, b_std=0.0, input_scales=None):
     return w_std**2 * (X1 @ X2.T) / X1.shape[1] + b_std**2
 
 
+def dense_update(e, term, w2, b2, parameterization, fan_in, need_ntk=True, inplace=False):
+    """A Dense layer's NNGP and NTK from the moments of its input (Jacot et al. 2018, Eq. 5-6).
+
+    ``e`` is ``E[phi(u) phi(v)]`` (or, for the first layer, the input Gram ``x.x' / d``) and
+    ``term`` is ``E[phi'(u) phi'(v)] Theta_l`` (``None`` for the first layer, whose input has no
+    NTK). Returns ``K = w2 e + b2`` and ``Theta = K + w2 term`` in the NTK parameterization, or
+    ``fan_in e + 1 + w2 term`` in the standard one (the weights' and bias' own gradients); the
+    NTK is ``None`` when ``need_ntk`` is false. ``inplace=True`` overwrites ``e`` and ``term``
+    (no autograd; ``w2``, ``b2`` are then floats).
+    """
+    standard = parameterization == "standard"
+    if not inplace:
+        k = w2 * e + b2
+        if not need_ntk:
+            return k, None
+        theta = fan_in * e + 1.0 if standard else k
+        return k, theta if term is None else theta + w2 * term
+    theta = None
+    if need_ntk and standard:
+        theta = torch.mul(e, fan_in).add_(1.0)
+        if term is not None:
+            theta.add_(term, alpha=w2)
+    k = e.mul_(w2).add_(b2)
+    if need_ntk and not standard:
+        theta = k.clone() if term is None else term.mul_(w2).add_(k)
+    return k, theta
+
+
 def _next_layer(e, dot, theta, w2, b2, parameterization, width, inplace=False):
     """One hidden layer (activation then Dense): ``K_{l+1}`` and ``Theta_{l+1}``.
 
@@ -150,20 +178,10 @@ def _next_layer(e, dot, theta, w2, b2, parameterization, width, inplace=False):
     ``Theta_l`` (``None`` when the NTK is not needed). ``inplace=True`` overwrites ``e`` and
     ``theta`` (no autograd); ``w2``, ``b2`` are then floats.
     """
-    standard = parameterization == "standard"
-    if not inplace:
-        k = w2 * e + b2
-        if theta is not None:
-            theta = (width * e + 1.0 if standard else k) + w2 * dot * theta
-        return k, theta
-    if theta is not None and standard:
-        base = torch.mul(e, width).add_(1.0)
-        theta = torch.addcmul(base, dot, theta, value=w2, out=theta)
-        del base
-    k = e.mul_(w2).add_(b2)
-    if theta is not None and not standard:
-        theta = torch.addcmul(k, dot, theta, value=w2, out=theta)
-    return k, theta
+    if theta is None:
+        return dense_update(e, None, w2, b2, parameterization, width, False, inplace)
+    term = theta.mul_(dot) if inplace else dot * theta
+    return dense_update(e, term, w2, b2, parameterization, width, True, inplace)
 
 
 def fc_diagonals(X, n_hidden, activation, w_std, b_std, parameterization="ntk", width=512,
@@ -363,15 +381,7 @@ def nngp_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0
 
     Parameters
     ----------
-    X1 : array-like or tensor of shape (n, d)
-    X2 : array-like or tensor of shape (m, d), default=None
-        ``None`` means ``X1``.
-    n_hidden : int, default=1
-        Number of hidden layers.
-    activation : str, default="relu"
-        Activation spec, e.g. ``"relu"``, ``"erf"``, ``"leaky_relu(0.1)"``.
-    w_std, b_std : float, default=1.0, 0.0
-        Standard deviations of weights (times ``sqrt(fan_in)``) and biases.
+    <KERNEL FUNCTION PARAMETERS>
     parameterization : {"ntk", "standard"}, default="ntk"
         Does not change the NNGP; accepted for symmetry with :func:`ntk_kernel`.
     width : float, default=512
@@ -405,15 +415,7 @@ def ntk_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
 
     Parameters
     ----------
-    X1 : array-like or tensor of shape (n, d)
-    X2 : array-like or tensor of shape (m, d), default=None
-        ``None`` means ``X1``.
-    n_hidden : int, default=1
-        Number of hidden layers.
-    activation : str, default="relu"
-        Activation spec, e.g. ``"relu"``, ``"erf"``, ``"leaky_relu(0.1)"``.
-    w_std, b_std : float, default=1.0, 0.0
-        Standard deviations of weights (times ``sqrt(fan_in)``) and biases.
+    <KERNEL FUNCTION PARAMETERS>
     parameterization : {"ntk", "standard"}, default="ntk"
         neural-tangents' parameterization. With ``"standard"`` the NTK grows with ``width``.
     width : float, default=512
@@ -439,3 +441,20 @@ def ntk_kernel(X1, X2=None, n_hidden=1, activation="relu", w_std=1.0, b_std=0.0,
     # the NNGP is needed tile by tile by the recursion but not stored (one n x m matrix less)
     return fc_kernels(X1, X2, n_hidden, activation, w_std, b_std, parameterization, width,
                       need_ntk=True, need_nngp=False, input_scales=input_scales)[1]
+
+
+# the parameters nngp_kernel and ntk_kernel share, written once
+_KERNEL_FUNCTION_PARAMETERS = """    X1 : array-like or tensor of shape (n, d)
+    X2 : array-like or tensor of shape (m, d), default=None
+        ``None`` means ``X1``.
+    n_hidden : int, default=1
+        Number of hidden layers.
+    activation : str, default="relu"
+        Activation spec, e.g. ``"relu"``, ``"erf"``, ``"leaky_relu(0.1)"``.
+    w_std, b_std : float, default=1.0, 0.0
+        Standard deviations of weights (times ``sqrt(fan_in)``) and biases.
+"""
+for _function in (nngp_kernel, ntk_kernel):
+    _function.__doc__ = _function.__doc__.replace("    <KERNEL FUNCTION PARAMETERS>\n",
+                                                  _KERNEL_FUNCTION_PARAMETERS)
+del _function

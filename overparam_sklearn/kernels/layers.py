@@ -43,6 +43,7 @@ import numbers
 import torch
 
 from ._dual import parse_activation
+from ._fully_connected import dense_update
 from ._layer_eval import (  # noqa: F401  (Layer, layer_kernels & co. are public here)
     Layer,
     _axes,
@@ -288,15 +289,8 @@ class _Affine(Layer):
         if f == 1:
             lin_nngp = lin_nngp.clone()
             lin_ntk = None if lin_ntk is None else lin_ntk.clone()
-        ntk = None
-        if ctx.need_ntk and self.parameterization == "standard":
-            # fan_in * mean(K_in) + 1 (weights' and bias' gradients) + w^2 A(Theta)
-            ntk = torch.mul(lin_nngp, self._fan_in(st) / f).add_(1.0)
-            if lin_ntk is not None:
-                ntk.add_(lin_ntk, alpha=w2 / f)
-        nngp = lin_nngp.mul_(w2 / f).add_(b2)
-        if ctx.need_ntk and self.parameterization == "ntk":
-            ntk = nngp.clone() if lin_ntk is None else lin_ntk.mul_(w2 / f).add_(nngp)
+        nngp, ntk = dense_update(lin_nngp, lin_ntk, w2 / f, b2, self.parameterization,
+                                 self._fan_in(st) / f, ctx.need_ntk, inplace=True)
         return _State(nngp, ntk, spatial, self.width)
 
     def _params(self):

@@ -386,18 +386,8 @@ class _BaseScorer(DevicePortableMixin, BaseEstimator):
         return self._score_module(module, X, y)
 
 
-class EL2NScorer(_BaseScorer):
-    __doc__ = (
-        """EL2N data-pruning scores: the norm of the softmax error early in training.
-
-    ``score(x, y) = mean_m || softmax(f_m(x)) - onehot(y) ||_2`` over ``n_estimators`` networks
-    trained for ``score_epoch`` epochs (Paul, Ganguli & Dziugaite 2021, eq. 2). Large scores mark
-    hard or mislabelled examples. Networks train in float32 by default (cross-entropy, skorch).
-
-    Parameters
-    ----------"""
-        + _COMMON_PARAMS_DOC
-        + """
+# the fitted attributes of EL2NScorer and GraNdScorer (ForgettingScorer has its own)
+_SCORE_ATTRIBUTES_DOC = """
     Attributes
     ----------
     scores_ : ndarray of shape (n_samples,)
@@ -409,7 +399,22 @@ class EL2NScorer(_BaseScorer):
     device_ : torch.device
     dtype_ : torch.dtype
     n_features_in_ : int
+"""
 
+
+class EL2NScorer(_BaseScorer):
+    __doc__ = (
+        """EL2N data-pruning scores: the norm of the softmax error early in training.
+
+    ``score(x, y) = mean_m || softmax(f_m(x)) - onehot(y) ||_2`` over ``n_estimators`` networks
+    trained for ``score_epoch`` epochs (Paul, Ganguli & Dziugaite 2021, eq. 2). Large scores mark
+    hard or mislabelled examples. Networks train in float32 by default (cross-entropy, skorch).
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMS_DOC
+        + _SCORE_ATTRIBUTES_DOC
+        + """
     Examples
     --------
     >>> from sklearn.datasets import load_iris
@@ -445,19 +450,8 @@ class GraNdScorer(_BaseScorer):
     gradient : {"all", "last_layer"}, default="all"
         Parameters the gradient norm is taken over."""
         + _COMMON_PARAMS_DOC
+        + _SCORE_ATTRIBUTES_DOC
         + """
-    Attributes
-    ----------
-    scores_ : ndarray of shape (n_samples,)
-        Training scores averaged over the models (float64).
-    scores_per_model_ : ndarray of shape (n_estimators, n_samples)
-    estimators_ : list of skorch.NeuralNetClassifier
-        The trained networks, on the CPU.
-    classes_ : ndarray of shape (n_classes,)
-    device_ : torch.device
-    dtype_ : torch.dtype
-    n_features_in_ : int
-
     Examples
     --------
     >>> from sklearn.datasets import load_iris

@@ -395,6 +395,15 @@ _FC_PARAMS_DOC = """    Parameters
 """
 
 
+_FC_NOTES_DOC = """
+    Notes
+    -----
+    Evaluating ``k(X, Y)`` costs ``O(n m (d + n_hidden))`` time and is tiled over rows, so the
+    memory is a few ``n x m`` float64 matrices. With ``eval_gradient=True`` there is one extra
+    forward-mode pass per non-fixed hyperparameter.
+"""
+
+
 def _fc_params_doc(parameterization, width):
     indent = " " * 8
     return _FC_PARAMS_DOC.replace("<PARAMETERIZATION>", indent + parameterization).replace(
@@ -424,13 +433,7 @@ class NNGPKernel(_FullyConnectedKernel):
     --------
     NTKKernel : The neural tangent kernel of the same network.
     overparam_sklearn.kernels.nngp_kernel : The underlying torch function.
-
-    Notes
-    -----
-    Evaluating ``k(X, Y)`` costs ``O(n m (d + n_hidden))`` time and is tiled over rows, so the
-    memory is a few ``n x m`` float64 matrices. With ``eval_gradient=True`` there is one extra
-    forward-mode pass per non-fixed hyperparameter.
-
+""" + _FC_NOTES_DOC + """
     Examples
     --------
     >>> import numpy as np
@@ -472,13 +475,7 @@ class NTKKernel(_FullyConnectedKernel):
     --------
     NNGPKernel : The NNGP kernel of the same network.
     overparam_sklearn.kernels.ntk_kernel : The underlying torch function.
-
-    Notes
-    -----
-    Evaluating ``k(X, Y)`` costs ``O(n m (d + n_hidden))`` time and is tiled over rows, so the
-    memory is a few ``n x m`` float64 matrices. With ``eval_gradient=True`` there is one extra
-    forward-mode pass per non-fixed hyperparameter.
-
+""" + _FC_NOTES_DOC + """
     Examples
     --------
     >>> import numpy as np

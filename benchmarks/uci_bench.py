@@ -360,7 +360,7 @@ def main(argv=None):
             "ARD NNGP or NTK, whichever has the higher marginal likelihood on the tuning rows "
             "(how many splits chose each), against the best baseline, both averaged over the "
             "splits (sp.) where the kernel and every baseline ran; ✓: within 10%; blank: not "
-            "every baseline ran. Threads: {threads}. "
+            f"every baseline ran; a value without ± is from one split. Threads: {threads}. "
             "Command: "
             f"``python benchmarks/uci_bench.py {' '.join(command)}``.")
     md = markdown(rendered, meta)

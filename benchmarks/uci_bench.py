@@ -224,7 +224,7 @@ def common_ratio(cells, name, best_of):
     for c in cells:
         if c["dataset"] == name:
             runs.setdefault(c["model"], {})[c["split"]] = c
-    if not all(b in runs for b in best_of):
+    if not best_of or not all(b in runs for b in best_of):
         return None
     chosen = {}
     for split in set().union(*(runs.get(k, {}) for k in ARD_MODELS)):

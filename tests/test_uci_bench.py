@@ -41,3 +41,4 @@ def test_the_ard_kernel_of_a_split_is_the_one_with_the_higher_marginal_likelihoo
 def test_no_ratio_until_every_baseline_ran(uci_bench):
     cells = [_cell("nngp_ard", 0, 1.0, lml=0.0), _cell("rf", 0, 2.0)]
     assert uci_bench.common_ratio(cells, "d", ["rf", "hgb"]) is None
+    assert uci_bench.common_ratio(cells, "d", []) is None  # a run of kernel models only

@@ -143,32 +143,39 @@ def dense_input_gram(X1, X2=None, w_std=1.0, b_std=0.0, input_scales=None):
     return w_std**2 * (X1 @ X2.T) / X1.shape[1] + b_std**2
 
 
-def dense_update(e, term, w2, b2, parameterization, fan_in, need_ntk=True, inplace=False):
+def dense_update(e, theta, w2, b2, parameterization, fan_in, need_ntk=True, inplace=False,
+                 dot=None):
     """A Dense layer's NNGP and NTK from the moments of its input (Jacot et al. 2018, Eq. 5-6).
 
-    ``e`` is ``E[phi(u) phi(v)]`` (or, for the first layer, the input Gram ``x.x' / d``) and
-    ``term`` is ``E[phi'(u) phi'(v)] Theta_l`` (``None`` for the first layer, whose input has no
-    NTK). Returns ``K = w2 e + b2`` and ``Theta = K + w2 term`` in the NTK parameterization, or
-    ``fan_in e + 1 + w2 term`` in the standard one (the weights' and bias' own gradients); the
-    NTK is ``None`` when ``need_ntk`` is false. ``inplace=True`` overwrites ``e`` and ``term``
-    (no autograd; ``w2``, ``b2`` are then floats).
+    ``e`` is ``E[phi(u) phi(v)]`` (or, for the first layer, the input Gram ``x.x' / d``) and the
+    incoming NTK term is ``dot * theta`` with ``dot = E[phi'(u) phi'(v)]`` (``theta`` alone when
+    ``dot`` is None; ``theta=None`` for the first layer, whose input has no NTK). Returns
+    ``K = w2 e + b2`` and ``Theta = K + w2 dot theta`` in the NTK parameterization, or
+    ``fan_in e + 1 + w2 dot theta`` in the standard one (the weights' and bias' own gradients);
+    the NTK is ``None`` when ``need_ntk`` is false. ``inplace=True`` overwrites ``e`` and
+    ``theta`` (no autograd; ``w2``, ``b2`` are then floats), one fused pass per result.
     """
     standard = parameterization == "standard"
     if not inplace:
         k = w2 * e + b2
         if not need_ntk:
             return k, None
-        theta = fan_in * e + 1.0 if standard else k
-        return k, theta if term is None else theta + w2 * term
-    theta = None
+        base = fan_in * e + 1.0 if standard else k
+        if theta is None:
+            return k, base
+        return k, base + w2 * (theta if dot is None else dot * theta)
     if need_ntk and standard:
-        theta = torch.mul(e, fan_in).add_(1.0)
-        if term is not None:
-            theta.add_(term, alpha=w2)
+        base = torch.mul(e, fan_in).add_(1.0)
     k = e.mul_(w2).add_(b2)
-    if need_ntk and not standard:
-        theta = k.clone() if term is None else term.mul_(w2).add_(k)
-    return k, theta
+    if not need_ntk:
+        return k, None
+    if not standard:
+        base = k
+    if theta is None:
+        return k, base.clone() if base is k else base
+    if dot is None:
+        return k, torch.add(base, theta, alpha=w2, out=theta)
+    return k, torch.addcmul(base, dot, theta, value=w2, out=theta)
 
 
 def _next_layer(e, dot, theta, w2, b2, parameterization, width, inplace=False):
@@ -178,10 +185,8 @@ def _next_layer(e, dot, theta, w2, b2, parameterization, width, inplace=False):
     ``Theta_l`` (``None`` when the NTK is not needed). ``inplace=True`` overwrites ``e`` and
     ``theta`` (no autograd); ``w2``, ``b2`` are then floats.
     """
-    if theta is None:
-        return dense_update(e, None, w2, b2, parameterization, width, False, inplace)
-    term = theta.mul_(dot) if inplace else dot * theta
-    return dense_update(e, term, w2, b2, parameterization, width, True, inplace)
+    return dense_update(e, theta, w2, b2, parameterization, width, theta is not None, inplace,
+                        dot)
 
 
 def fc_diagonals(X, n_hidden, activation, w_std, b_std, parameterization="ntk", width=512,

@@ -42,6 +42,7 @@ import platform
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -235,11 +236,8 @@ def common_ratio(cells, name, best_of):
         return None
     kern = np.mean([chosen[s]["rmse"] for s in splits])
     base = min((np.mean([runs[b][s]["rmse"] for s in splits]), b) for b in best_of)
-    picks = {}
-    for s in splits:
-        model = chosen[s]["model"].split("_")[0]
-        picks[model] = picks.get(model, 0) + 1
-    return kern / base[0], base, len(splits), picks
+    picks = Counter(chosen[s]["model"].split("_")[0] for s in splits)
+    return kern / base[0], base, len(splits), dict(picks)
 
 
 def render(table, datasets, models, best_of, cells):
@@ -330,7 +328,7 @@ def main(argv=None):
     print(f"threads: {threads}, torch {torch.__version__}, {platform.processor() or 'cpu'}",
           flush=True)
     tag = (f"h{args.n_hidden}-t{args.tune_rows}-k{args.kernel_rows}-r{args.restarts}"
-           + (f"-kr{args.krr_rows}" if args.krr_rows != args.kernel_rows else ""))
+           f"-kr{args.krr_rows}")
     args.cache.mkdir(parents=True, exist_ok=True)
     cells = []
     # splits outermost: an interrupted run still covers every data set with the first splits

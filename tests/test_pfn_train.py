@@ -486,3 +486,122 @@ def test_scm_noise_target_is_exact_where_offered():
     assert torch.equal(b["y_mu"][point][:, q], b["y"][point][:, q])
     r = ((b["y"] - b["y_mu"]) / b["y_sd"])[~point][:, q]
     assert abs(float(r.mean())) < 0.1 and 0.85 < float(r.std()) < 1.15
+
+
+# ------------------------------------------------------------------------------------------------
+# lower-variance classification targets
+
+
+def test_cut_masses_match_monte_carlo():
+    from overparam_sklearn.pfn.priors import cut_masses
+
+    g = _gen(30)
+    mu = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    sd = 0.2 + torch.rand(2, 3, generator=g, dtype=torch.float64)
+    cuts = torch.tensor([[-0.5, 0.1, 0.8], [-1.0, -0.9, 1.2]], dtype=torch.float64)
+    p = cut_masses(mu, sd, cuts)
+    assert p.shape == (2, 3, 4)
+    torch.testing.assert_close(p.sum(-1), torch.ones(2, 3, dtype=torch.float64))
+    draws = mu[..., None] + sd[..., None] * torch.randn(2, 3, 200_000, generator=g, dtype=mu.dtype)
+    labels = (draws[..., None] > cuts[:, None, None, :]).sum(-1)
+    freq = torch.nn.functional.one_hot(labels, 4).double().mean(2)
+    torch.testing.assert_close(freq, p, rtol=0, atol=4e-3)
+
+
+@pytest.mark.parametrize("name", ["classification", "scm_classification", "tree_classification"])
+def test_classification_priors_carry_the_labels_distribution(name):
+    # y_prob is the distribution of each drawn label given the latent function: the probability
+    # it gives the drawn label has the expectation sum_k p_k^2 (zero mean of s below) only where
+    # it is the labels' own distribution; a wrong class permutation or temperature biases s
+    cfg = dict(PRESETS["classification"], prior=name)
+    s, s_shuffled = [], []
+    for step in range(30):
+        b = sample_batch(cfg, step, n_points=150, batch=8, n_ctx=100)
+        p, lab = b["y_prob"], b["y"].long()
+        assert p.shape == (8, 150, 10) and torch.isfinite(p).all()
+        torch.testing.assert_close(p.sum(-1), torch.ones(8, 150), rtol=0, atol=1e-5)
+        s.append((p.gather(-1, lab[..., None])[..., 0] - (p**2).sum(-1)).flatten())
+        rolled = p.roll(1, dims=-1)
+        s_shuffled.append((rolled.gather(-1, lab[..., None])[..., 0] - (p**2).sum(-1)).flatten())
+    s, s_shuffled = torch.cat(s), torch.cat(s_shuffled)
+    se = float(s.std()) / len(s) ** 0.5
+    assert abs(float(s.mean())) < 4 * se + 2e-3, (float(s.mean()), se)
+    assert float(s_shuffled.mean()) < -0.1
+
+
+def test_predictive_classification_target_is_the_expected_cross_entropy():
+    model = _tiny_model("classification")
+    batch = sample_batch(
+        dict(PRESETS["classification"], d_max=3), 2, n_points=40, batch=3, n_ctx=20
+    )
+    with torch.no_grad():
+        logp = torch.log_softmax(model.forward_split(batch["x"], batch["y"], 20).float(), -1)
+        ref = -(batch["y_prob"][:, 20:] * logp).sum(-1).mean()
+        torch.testing.assert_close(_loss(model, batch, "predictive"), ref)
+        # one-hot masses of the drawn labels give the sampled-target loss
+        one_hot = torch.nn.functional.one_hot(batch["y"].long(), 10).float()
+        torch.testing.assert_close(
+            _loss(model, dict(batch, y_prob=one_hot), "predictive"), _loss(model, batch, "sample")
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# cell tokens
+
+
+def _tiny_cells(task, **kw):
+    from overparam_sklearn.pfn.model import make_network
+
+    borders = torch.linspace(-4, 4, 33) if task == "regression" else None
+    cfg = dict(
+        task=task, d_max=5, d_model=16, n_layers=2, n_heads=2, d_ff=32, architecture="cells"
+    )
+    model = make_network(dict(cfg, **kw), borders)
+    with torch.no_grad():
+        g = _gen(31)
+        for p in model.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+@pytest.mark.parametrize("group,thinking", [(2, 3), (1, 0), (5, 1)])
+def test_cell_model_split_pass_and_query_independence(task, group, thinking):
+    model = _tiny_cells(task, feature_group=group, thinking_rows=thinking)
+    g = _gen(32)
+    x = torch.randn(3, 14, 5, generator=g)
+    y = torch.randn(3, 14, generator=g) if task == "regression" else torch.randint(0, 4, (3, 14))
+    y = y.float()
+    with torch.no_grad():
+        full = model(x, y, torch.tensor([6, 6, 6]))
+        split = model.forward_split(x, y, 6)
+        torch.testing.assert_close(split, full[:, 6:], rtol=1e-5, atol=1e-5)
+        # mixed context sizes: each dataset as if alone
+        mixed = model(x, y, torch.tensor([6, 9, 6]))
+        torch.testing.assert_close(mixed[1:2, 9:], model.forward_split(x[1:2], y[1:2], 9))
+        # a query changes only its own output; the context's targets matter
+        x2 = x.clone()
+        x2[:, 10] += 1.0
+        moved = model.forward_split(x2, y, 6)
+        others = [i for i in range(8) if i != 4]
+        torch.testing.assert_close(moved[:, others], split[:, others], rtol=0, atol=0)
+        assert (moved[:, 4] - split[:, 4]).abs().max() > 1e-3
+        y2 = y.clone()
+        y2[:, 0] = y2[:, 0] + 1.0
+        assert (model.forward_split(x, y2, 6) - split).abs().max() > 1e-3
+
+
+def test_cell_model_trains_exports_and_predicts(tmp_path):
+    cfg = _tiny_config(architecture="cells", feature_group=2, thinking_rows=2, steps=3)
+    model = train(cfg, tmp_path / "cells", verbose=0)
+    assert type(model).__name__ == "CellPFNTransformer"
+    js = tmp_path / "cells" / "export" / "regression.json"
+    loaded = load_pfn(str(js))[1]
+    _same_state(model.state_dict(), loaded.state_dict())
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=40)
+    reg = PFNRegressor(weights=str(js), n_estimators=1, random_state=0).fit(X, y)
+    assert np.isfinite(reg.predict(X[:5])).all()
+    with pytest.raises(ValueError, match="architecture"):
+        train(_tiny_config(architecture="grid"), tmp_path / "bad", verbose=0)

@@ -8,6 +8,10 @@ _BASE = {
     "n_heads": 4,
     "d_ff": 256,
     "n_bars": 1000,
+    # "rows": a token per row; "cells": a token per feature group and row plus thinking rows
+    "architecture": "rows",
+    "feature_group": 2,
+    "thinking_rows": 4,
     "max_classes": 10,
     "steps": 3700,
     "lr": 5e-4,

@@ -311,16 +311,7 @@ def build_model(config, state_dict=None):
             borders = torch.as_tensor(config["borders"], dtype=torch.float32)
 
     def make():
-        return PFNTransformer(
-            config["task"],
-            config["d_max"],
-            d_model=config["d_model"],
-            n_layers=config["n_layers"],
-            n_heads=config["n_heads"],
-            d_ff=config["d_ff"],
-            borders=borders,
-            max_classes=config.get("max_classes", 10),
-        )
+        return make_network(config, borders)
 
     if state_dict is None:
         return make()
@@ -330,3 +321,31 @@ def build_model(config, state_dict=None):
         model = make()
     model.load_state_dict(state_dict)
     return model
+
+
+def make_network(config, borders=None):
+    """The untrained network a config describes: ``architecture="rows"`` (default; one token per
+    row, :class:`PFNTransformer`) or ``"cells"`` (a token per feature group and row,
+    :class:`~overparam_sklearn.pfn._cells.CellPFNTransformer`)."""
+    kwargs = dict(
+        d_model=config["d_model"],
+        n_layers=config["n_layers"],
+        n_heads=config["n_heads"],
+        d_ff=config["d_ff"],
+        borders=borders,
+        max_classes=config.get("max_classes", 10),
+    )
+    arch = config.get("architecture", "rows")
+    if arch == "rows":
+        return PFNTransformer(config["task"], config["d_max"], **kwargs)
+    if arch == "cells":
+        from ._cells import CellPFNTransformer
+
+        return CellPFNTransformer(
+            config["task"],
+            config["d_max"],
+            feature_group=config.get("feature_group", 2),
+            thinking_rows=config.get("thinking_rows", 4),
+            **kwargs,
+        )
+    raise ValueError(f"architecture must be 'rows' or 'cells', got {arch!r}")

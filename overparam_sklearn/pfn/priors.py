@@ -16,6 +16,11 @@ A batch is a dict with
     ``N - n_ctx`` points are queries.
 ``n_features`` : (B,) int64
 
+and, where the prior has it in closed form, the query targets' distribution given the latent
+function (the lower-variance training targets of ``pfn.train``, ``target="predictive"``):
+``y_mu``, ``y_sd`` (B, N) for regression (a normal), ``y_prob`` (B, N, max_classes) for
+classification (class probabilities).
+
 Inputs are standardised with the mean and standard deviation of each dataset's *context* points,
 exactly as :class:`~overparam_sklearn.PFNRegressor` standardises its training data, so the network
 sees the same input distribution at training and at prediction time. Regression targets are
@@ -37,6 +42,7 @@ __all__ = [
     "bnn_prior",
     "regression_prior",
     "classification_prior",
+    "cut_masses",
     "get_prior",
     "FIXED_GP",
 ]
@@ -354,12 +360,15 @@ def classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
     if argmax_mode:
         gumbel = -torch.log(-torch.log(_uniform(gen, f.shape).clamp(1e-12, 1 - 1e-12)))
         labels = torch.argmax(f + tau * gumbel, -1)
+        # Gumbel-max: P(argmax_k f_k + tau G_k = k | f) = softmax(f / tau)_k, exactly
+        probs = torch.softmax(f / tau, -1)
     else:
         g = f[..., 0] + tau[..., 0] * torch.randn((B, N), generator=gen, dtype=f.dtype)
         cuts = torch.sort(_uniform(gen, (B, K - 1), 0.05, 0.95), 1).values
         # quantiles over all points of each dataset (torch.quantile is not batched over q rows)
         qs = torch.stack([torch.quantile(g[b], cuts[b]) for b in range(B)])
         labels = (g[:, :, None] > qs[:, None, :]).sum(-1)
+        probs = cut_masses(f[..., 0], tau[..., 0].expand(B, N), qs)
     perm = torch.argsort(torch.rand((B, max_classes), generator=gen), 1)
     labels = torch.gather(perm, 1, labels)
     return {
@@ -367,7 +376,31 @@ def classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
         "y": labels.float(),
         "n_ctx": n_ctx,
         "n_features": n_features,
+        "y_prob": _permute_masses(probs, perm).float(),
     }
+
+
+def cut_masses(mu, sd, cuts):
+    """Class probabilities of ``(g > cuts).sum(-1)`` for ``g ~ N(mu, sd^2)``: (B, N, K).
+
+    ``mu``, ``sd``: (B, N); ``cuts``: (B, K - 1), increasing. Class ``k`` is
+    ``cuts[k - 1] < g <= cuts[k]``, so its mass is ``Phi((c_k - mu) / sd) - Phi((c_{k-1} - mu) /
+    sd)`` with ``c_{-1} = -inf``, ``c_{K-1} = inf``. (The cuts are quantiles of the drawn
+    ``g`` of the whole dataset and are treated as fixed given it.)
+    """
+    z = (cuts[:, None, :] - mu[..., None]) / sd[..., None].clamp_min(1e-12)
+    cdf = torch.special.ndtr(z)
+    zeros = torch.zeros_like(cdf[..., :1])
+    ones = torch.ones_like(cdf[..., :1])
+    return (torch.cat([cdf, ones], -1) - torch.cat([zeros, cdf], -1)).clamp_min(0.0)
+
+
+def _permute_masses(probs, perm):
+    """Masses (B, N, K) of classes ``0..K-1`` moved to the permuted ids ``perm[:, k]``, as
+    (B, N, max_classes)."""
+    B, N, K = probs.shape
+    out = torch.zeros((B, N, perm.shape[1]), dtype=probs.dtype)
+    return out.scatter(2, perm[:, None, :K].expand(B, N, K), probs)
 
 
 _PRIORS = {
@@ -554,15 +587,19 @@ def tree_prior(gen, batch, n_points, n_ctx, d_max):
     return _finish_regression(x, y, n_ctx, n_features, mu=f, sd=sd)
 
 
-def _labels_from_latent(gen, g, K, max_classes):
+def _labels_from_latent(gen, g, K, max_classes, mu=None, sd=None):
     """Ordered classes from cutting a latent (B, N) at ``K - 1`` random quantiles, then a random
-    permutation of the class ids per dataset."""
+    permutation of the class ids per dataset. With ``g ~ N(mu, sd^2)`` given, also the class
+    masses (B, N, max_classes) of each point (:func:`cut_masses`)."""
     B = g.shape[0]
     cuts = torch.sort(_uniform(gen, (B, K - 1), 0.05, 0.95), 1).values
     qs = torch.stack([torch.quantile(g[b], cuts[b]) for b in range(B)])
     labels = (g[:, :, None] > qs[:, None, :]).sum(-1)
     perm = torch.argsort(torch.rand((B, max_classes), generator=gen), 1)
-    return torch.gather(perm, 1, labels)
+    labels = torch.gather(perm, 1, labels)
+    if mu is None:
+        return labels
+    return labels, _permute_masses(cut_masses(mu, sd, qs), perm)
 
 
 def _n_classes(gen, max_classes):
@@ -574,11 +611,20 @@ def _n_classes(gen, max_classes):
 def scm_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
     """SCM prior for classification: the target node cut at random quantiles into 2 (half the
     batches) or 3..``max_classes`` classes, ids permuted per dataset."""
-    x, y, _, _, _, n_features = _scm_dataset(gen, batch, n_points, n_ctx, d_max)
+    x, y, f, sd, clean, n_features = _scm_dataset(gen, batch, n_points, n_ctx, d_max)
     x = standardize_context(x, n_ctx)
     K = _n_classes(gen, max_classes)
-    labels = _labels_from_latent(gen, y, K, max_classes)
-    return {"x": x.float(), "y": labels.float(), "n_ctx": n_ctx, "n_features": n_features}
+    labels, probs = _labels_from_latent(gen, y, K, max_classes, mu=f, sd=sd)
+    # where an effect of the target is a feature, f is not the latent given x: the drawn label
+    one_hot = torch.nn.functional.one_hot(labels, max_classes).to(probs.dtype)
+    probs = torch.where(clean[:, None, None], probs, one_hot)
+    return {
+        "x": x.float(),
+        "y": labels.float(),
+        "n_ctx": n_ctx,
+        "n_features": n_features,
+        "y_prob": probs.float(),
+    }
 
 
 def tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
@@ -595,7 +641,13 @@ def tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10
     labels = torch.argmax(F_ + tau * gumbel, -1)
     perm = torch.argsort(torch.rand((batch, max_classes), generator=gen), 1)
     labels = torch.gather(perm, 1, labels)
-    return {"x": x.float(), "y": labels.float(), "n_ctx": n_ctx, "n_features": n_features}
+    return {
+        "x": x.float(),
+        "y": labels.float(),
+        "n_ctx": n_ctx,
+        "n_features": n_features,
+        "y_prob": _permute_masses(torch.softmax(F_ / tau, -1), perm).float(),  # Gumbel-max
+    }
 
 
 def tabular_regression_prior(gen, batch, n_points, n_ctx, d_max):

@@ -43,10 +43,11 @@ from ._checkpoints import (  # noqa: F401 (load_exported, average_checkpoints: p
 )
 from ._io import _sha256
 from ._presets import PRESETS
-from .model import PFNTransformer, build_model
+from .model import build_model, make_network
 from .priors import get_prior
 
 __all__ = ["PRESETS", "train", "export_weights", "compute_borders", "sample_batch", "main"]
+
 
 def _step_generator(seed, step, stream=0, device="cpu"):
     g = torch.Generator(device=device)
@@ -163,14 +164,15 @@ def _lr(config, step):
 def _loss(model, batch, target="sample"):
     """Mean loss over the query points of a batch.
 
-    ``target="sample"``: the NLL of the drawn query targets. ``target="predictive"`` (regression
-    batches that carry ``y_mu``/``y_sd``): the cross-entropy against the bucket masses of
-    ``N(y_mu, y_sd^2)``; cross-entropy is linear in the target distribution, so averaging it over
-    the predictive gives the same expected gradient as the drawn targets with less noise (the
-    value differs from the NLL by a network-independent constant, so validation always uses
-    drawn targets). A batch whose datasets share one context size takes the split forward pass
-    (:meth:`~overparam_sklearn.pfn.model.PFNTransformer.forward_split`), which gives the same
-    query logits at a lower cost.
+    ``target="sample"``: the NLL of the drawn query targets. ``target="predictive"``: for
+    regression batches that carry ``y_mu``/``y_sd``, the cross-entropy against the bucket masses of
+    ``N(y_mu, y_sd^2)``; for classification batches that carry ``y_prob``, the cross-entropy
+    against those class probabilities. Cross-entropy is linear in the target distribution, so
+    averaging it over the predictive gives the same expected gradient as the drawn targets with
+    less noise (the value differs from the NLL by a network-independent constant, so validation
+    always uses drawn targets). A batch whose datasets share one context size takes the split
+    forward pass (:meth:`~overparam_sklearn.pfn.model.PFNTransformer.forward_split`), which gives
+    the same query logits at a lower cost.
     """
     x, y, n_ctx = batch["x"], batch["y"], batch["n_ctx"]
     N = x.shape[1]
@@ -184,7 +186,9 @@ def _loss(model, batch, target="sample"):
         sl = slice(0, N)
         query = torch.arange(N, device=x.device)[None, :] >= n_ctx[:, None]
     yq = y[:, sl]
-    if model.task == "classification":
+    if model.task == "classification" and target == "predictive" and "y_prob" in batch:
+        per = -(batch["y_prob"][:, sl].to(out.dtype) * torch.log_softmax(out, -1)).sum(-1)
+    elif model.task == "classification":
         per = F.cross_entropy(out.transpose(1, 2), yq.long(), reduction="none")
     elif target == "predictive" and "y_mu" in batch:
         masses = model.bar.normal_masses(batch["y_mu"][:, sl], batch["y_sd"][:, sl])
@@ -220,8 +224,18 @@ def _validation(model, config):
     return out
 
 
-_ARCH_KEYS = ("d_max", "d_model", "n_layers", "n_heads", "d_ff", "max_classes", "max_ctx")
-
+_ARCH_KEYS = (
+    "d_max",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "d_ff",
+    "max_classes",
+    "max_ctx",
+    "architecture",
+    "feature_group",
+    "thinking_rows",
+)
 
 
 def _model_config(config):
@@ -235,11 +249,18 @@ def _model_config(config):
         "d_ff",
         "max_classes",
         "max_ctx",
+        "architecture",
+        "feature_group",
+        "thinking_rows",
         "normalize_x",
         "normalize_y",
         "seed",
     ]
-    return {k: config[k] for k in keys}
+    # runs and weights from before the cell-token option have no architecture keys: rows
+    return {k: config[k] for k in keys if k in config or k not in _CELL_KEYS}
+
+
+_CELL_KEYS = ("architecture", "feature_group", "thinking_rows")
 
 
 def _make_optimizers(model, config):
@@ -298,16 +319,7 @@ def _new_model(config, init_from):
     # torch's default initialisation draws from the global RNG; it is overwritten at once by
     # init_parameters, so draw it from a forked RNG and leave the caller's global state alone
     with torch.random.fork_rng(devices=[]):
-        model = PFNTransformer(
-            config["task"],
-            config["d_max"],
-            config["d_model"],
-            config["n_layers"],
-            config["n_heads"],
-            config["d_ff"],
-            borders=borders,
-            max_classes=config["max_classes"],
-        )
+        model = make_network(config, borders)
     g = torch.Generator()
     g.manual_seed(int(config["seed"]))
     init_parameters(model, g)
@@ -315,6 +327,7 @@ def _new_model(config, init_from):
 
 
 # ---- checkpoints -------------------------------------------------------------------------------
+
 
 def train(
     config, out_dir, resume=True, verbose=0, max_seconds=None, init_from=None, overrides=None

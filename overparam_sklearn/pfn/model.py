@@ -21,7 +21,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BarDistribution", "PFNTransformer", "build_model"]
+__all__ = [
+    "BarDistribution",
+    "PFNTransformer",
+    "CellPFNTransformer",
+    "build_model",
+    "make_network",
+]
 
 # median of the standard half-normal distribution, Phi^-1(0.75)
 _HALFNORMAL_MEDIAN = 0.6744897501960817
@@ -326,7 +332,7 @@ def build_model(config, state_dict=None):
 def make_network(config, borders=None):
     """The untrained network a config describes: ``architecture="rows"`` (default; one token per
     row, :class:`PFNTransformer`) or ``"cells"`` (a token per feature group and row,
-    :class:`~overparam_sklearn.pfn._cells.CellPFNTransformer`)."""
+    :class:`CellPFNTransformer`)."""
     kwargs = dict(
         d_model=config["d_model"],
         n_layers=config["n_layers"],
@@ -339,8 +345,6 @@ def make_network(config, borders=None):
     if arch == "rows":
         return PFNTransformer(config["task"], config["d_max"], **kwargs)
     if arch == "cells":
-        from ._cells import CellPFNTransformer
-
         return CellPFNTransformer(
             config["task"],
             config["d_max"],
@@ -349,3 +353,7 @@ def make_network(config, borders=None):
             **kwargs,
         )
     raise ValueError(f"architecture must be 'rows' or 'cells', got {arch!r}")
+
+
+# the cell-token network shares BarDistribution with this module (imported lazily there)
+from ._cells import CellPFNTransformer  # noqa: E402

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._bar import BarDistribution
+
 __all__ = ["CellPFNTransformer"]
 
 
@@ -114,9 +116,6 @@ class CellPFNTransformer(nn.Module):
         thinking_rows=4,
     ):
         super().__init__()
-        # the bar distribution lives in model.py; imported here to keep one definition
-        from .model import BarDistribution
-
         if task not in ("regression", "classification"):
             raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
         self.task = task

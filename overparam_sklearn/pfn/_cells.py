@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._bar import BarDistribution
+from ._blocks import check_task, split_heads, task_modules
 
 __all__ = ["CellPFNTransformer"]
 
@@ -43,9 +43,7 @@ class _CellLayer(nn.Module):
         self.ff2 = nn.Linear(d_ff, d_model)
 
     def _heads(self, t):
-        # (S, L, D) -> (S, H, L, D / H)
-        S, L, D = t.shape
-        return t.view(S, L, self.n_heads, D // self.n_heads).transpose(1, 2)
+        return split_heads(t, self.n_heads)
 
     def _merge(self, t):
         S, H, L, dh = t.shape
@@ -116,8 +114,7 @@ class CellPFNTransformer(nn.Module):
         thinking_rows=4,
     ):
         super().__init__()
-        if task not in ("regression", "classification"):
-            raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+        check_task(task)
         self.task = task
         self.d_max = d_max
         self.max_classes = max_classes
@@ -126,16 +123,7 @@ class CellPFNTransformer(nn.Module):
         self.n_tokens = self.n_groups + 1  # feature groups, then the target
         self.thinking_rows = int(thinking_rows)
         self.x_encoder = nn.Linear(self.feature_group, d_model)
-        if task == "regression":
-            if borders is None:
-                raise ValueError("a regression PFN needs bucket borders")
-            self.bar = BarDistribution(borders)
-            self.y_encoder = nn.Linear(1, d_model)
-            n_out = self.bar.n_bars
-        else:
-            self.bar = None
-            self.y_encoder = nn.Embedding(max_classes, d_model)
-            n_out = max_classes
+        self.bar, self.y_encoder, head = task_modules(task, d_model, d_ff, borders, max_classes)
         # 2-D parameters, so that the seeded initialisation of pfn.train draws them
         self.y_unknown = nn.Parameter(torch.zeros(1, d_model))
         self.thinking = nn.Parameter(
@@ -143,7 +131,7 @@ class CellPFNTransformer(nn.Module):
         )
         self.layers = nn.ModuleList(_CellLayer(d_model, n_heads, d_ff) for _ in range(n_layers))
         self.norm_out = nn.RMSNorm(d_model)
-        self.head = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, n_out))
+        self.head = head
 
     def _cells(self, x):
         """(B, N, d_max) -> feature-group tokens (B, N, n_groups, D)."""

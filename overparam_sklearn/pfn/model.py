@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._bar import BarDistribution
+from ._blocks import check_task, split_heads, task_modules
 from ._cells import CellPFNTransformer
 
 __all__ = [
@@ -45,8 +46,7 @@ class _Layer(nn.Module):
         self.ff2 = nn.Linear(d_ff, d_model)
 
     def _heads(self, t):
-        B, N, D = t.shape
-        return t.view(B, N, self.n_heads, D // self.n_heads).transpose(1, 2)
+        return split_heads(t, self.n_heads)
 
     def keys_values(self, h_ctx):
         k, v = self.kv(self.ln1(h_ctx)).chunk(2, dim=-1)
@@ -88,25 +88,15 @@ class PFNTransformer(nn.Module):
         max_classes=10,
     ):
         super().__init__()
-        if task not in ("regression", "classification"):
-            raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+        check_task(task)
         self.task = task
         self.d_max = d_max
         self.max_classes = max_classes
         self.x_encoder = nn.Linear(d_max, d_model)
-        if task == "regression":
-            if borders is None:
-                raise ValueError("a regression PFN needs bucket borders")
-            self.bar = BarDistribution(borders)
-            self.y_encoder = nn.Linear(1, d_model)
-            n_out = self.bar.n_bars
-        else:
-            self.bar = None
-            self.y_encoder = nn.Embedding(max_classes, d_model)
-            n_out = max_classes
+        self.bar, self.y_encoder, head = task_modules(task, d_model, d_ff, borders, max_classes)
         self.layers = nn.ModuleList(_Layer(d_model, n_heads, d_ff) for _ in range(n_layers))
         self.ln_out = nn.LayerNorm(d_model)
-        self.head = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, n_out))
+        self.head = head
 
     def _embed_y(self, y):
         if self.task == "regression":

@@ -239,23 +239,7 @@ _ARCH_KEYS = (
 
 
 def _model_config(config):
-    keys = [
-        "task",
-        "prior",
-        "d_max",
-        "d_model",
-        "n_layers",
-        "n_heads",
-        "d_ff",
-        "max_classes",
-        "max_ctx",
-        "architecture",
-        "feature_group",
-        "thinking_rows",
-        "normalize_x",
-        "normalize_y",
-        "seed",
-    ]
+    keys = ["task", "prior", *_ARCH_KEYS, "normalize_x", "normalize_y", "seed"]
     # runs and weights from before the cell-token option have no architecture keys: rows
     return {k: config[k] for k in keys if k in config or k not in _CELL_KEYS}
 

@@ -380,8 +380,9 @@ class PFNClassifier(ClassifierMixin, _PFNBase):
     """Prior-data fitted network classifier (at most 10 classes) in one forward pass.
 
     A transformer trained on classification datasets whose labels come from latent Gaussian-process
-    and random-MLP functions returns the posterior predictive class probabilities of every query
-    given the training set as context (Müller et al., ICLR 2022). ``fit`` only standardises the
+    and random-MLP functions, structural causal models and random trees returns the posterior
+    predictive class probabilities of every query given the training set as context (Müller et
+    al., ICLR 2022). ``fit`` only standardises the
     training set, draws the ensemble members and weighs them on held-out training points (as in
     :class:`PFNRegressor`, whose notes on features, representations and stacking apply). With
     more than two classes each pair of classes is by default its own binary context (with its own

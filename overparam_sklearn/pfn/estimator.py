@@ -149,7 +149,8 @@ class PFNRegressor(RegressorMixin, _PFNBase):
     """Prior-data fitted network regressor: GP-like Bayesian regression in one forward pass.
 
     A transformer trained on datasets drawn from a Gaussian-process prior with hyperpriors over
-    ARD lengthscales, output scale and noise (mixed with random-MLP functions) returns the
+    ARD lengthscales, output scale and noise (mixed with random-MLP functions, structural causal
+    models and random trees) returns the
     posterior predictive distribution of every query given the training set as context
     (Müller et al., "Transformers Can Do Bayesian Inference", ICLR 2022). ``fit`` standardises the
     training set and weighs the ensemble members on held-out training points (a few forward

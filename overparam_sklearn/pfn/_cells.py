@@ -126,9 +126,7 @@ class CellPFNTransformer(nn.Module):
         self.bar, self.y_encoder, head = task_modules(task, d_model, d_ff, borders, max_classes)
         # 2-D parameters, so that the seeded initialisation of pfn.train draws them
         self.y_unknown = nn.Parameter(torch.zeros(1, d_model))
-        self.thinking = nn.Parameter(
-            torch.zeros(max(1, self.thinking_rows) * self.n_tokens, d_model)
-        )
+        self.thinking = nn.Parameter(torch.zeros(self.thinking_rows * self.n_tokens, d_model))
         self.layers = nn.ModuleList(_CellLayer(d_model, n_heads, d_ff) for _ in range(n_layers))
         self.norm_out = nn.RMSNorm(d_model)
         self.head = head
@@ -141,17 +139,20 @@ class CellPFNTransformer(nn.Module):
             x = F.pad(x, (0, pad))
         return self.x_encoder(x.view(B, N, self.n_groups, self.feature_group))
 
-    def _embed(self, x, y=None):
-        """Tokens (B, N, T, D) of rows with targets ``y`` (context) or without (``y=None``)."""
+    def _embed(self, x, y=None, known=None):
+        """Tokens (B, N, T, D): the feature groups of ``x``, then the target token, which
+        encodes ``y`` where ``known`` (B, N) is true (all rows when ``known`` is None) and is
+        the learned "unknown" vector elsewhere (every row when ``y`` is None)."""
         cells = self._cells(x)
         B, N, _, D = cells.shape
-        if y is None:
-            t = self.y_unknown.view(1, 1, 1, D).expand(B, N, 1, D)
-        elif self.task == "regression":
-            t = self.y_encoder(y[..., None].to(cells.dtype))[:, :, None, :]
-        else:
-            t = self.y_encoder(y.long().clamp(0, self.max_classes - 1))[:, :, None, :]
-        return torch.cat([cells, t], 2)
+        t = self.y_unknown.view(1, 1, D).expand(B, N, D)
+        if y is not None:
+            if self.task == "regression":
+                ty = self.y_encoder(y[..., None].to(cells.dtype))
+            else:
+                ty = self.y_encoder(y.long().clamp(0, self.max_classes - 1))
+            t = ty if known is None else torch.where(known[..., None], ty, t)
+        return torch.cat([cells, t[:, :, None, :]], 2)
 
     def _with_thinking(self, h_ctx):
         if self.thinking_rows == 0:
@@ -168,7 +169,7 @@ class CellPFNTransformer(nn.Module):
         first ``n_ctx[b]`` rows of dataset ``b`` are its context. Returns (B, N, n_out)."""
         B, N, _ = x.shape
         is_ctx = torch.arange(N, device=x.device)[None, :] < n_ctx[:, None]
-        h = torch.where(is_ctx[:, :, None, None], self._embed(x, y), self._embed(x))
+        h = self._embed(x, y, known=is_ctx)
         h = self._with_thinking(h)
         R = self.thinking_rows
         keys = torch.cat([torch.ones((B, R), dtype=torch.bool, device=x.device), is_ctx], 1)

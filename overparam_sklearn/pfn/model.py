@@ -162,15 +162,12 @@ def build_model(config, state_dict=None):
         else:
             borders = torch.as_tensor(config["borders"], dtype=torch.float32)
 
-    def make():
-        return make_network(config, borders)
-
     if state_dict is None:
-        return make()
+        return make_network(config, borders)
     # The random initialisation is overwritten at once; draw it from a forked RNG so that
     # loading shipped weights leaves the user's global torch RNG exactly as it was.
     with torch.random.fork_rng(devices=[]):
-        model = make()
+        model = make_network(config, borders)
     model.load_state_dict(state_dict)
     return model
 

@@ -224,6 +224,7 @@ def _validation(model, config):
     return out
 
 
+_CELL_KEYS = ("architecture", "feature_group", "thinking_rows")
 _ARCH_KEYS = (
     "d_max",
     "d_model",
@@ -242,9 +243,6 @@ def _model_config(config):
     keys = ["task", "prior", *_ARCH_KEYS, "normalize_x", "normalize_y", "seed"]
     # runs and weights from before the cell-token option have no architecture keys: rows
     return {k: config[k] for k in keys if k in config or k not in _CELL_KEYS}
-
-
-_CELL_KEYS = ("architecture", "feature_group", "thinking_rows")
 
 
 def _make_optimizers(model, config):

@@ -187,6 +187,38 @@ def test_gp_predictive_targets_are_the_exact_posterior_predictive():
         torch.testing.assert_close(sd[b, c:] ** 2, var, rtol=1e-7, atol=1e-9)
 
 
+def test_gp_predictive_targets_with_a_linear_part_are_exact():
+    # the sum kernel s^2 k_RBF + sum_j a_j^2 x_j x'_j: exact posterior written out directly
+    g = _gen(14)
+    B, N, D = 2, 10, 3
+    x = torch.randn(B, N, D, generator=g, dtype=torch.float64)
+    inv_l = torch.tensor([[1.0, 0.0, 0.5], [0.3, 0.3, 0.3]], dtype=torch.float64)
+    s = torch.tensor([0.2, 1.0], dtype=torch.float64)
+    a = torch.tensor([[2.0, 0.5, 0.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
+    noise = torch.tensor([0.1, 0.5], dtype=torch.float64)
+    n_ctx = torch.tensor([5, 3])
+    y, mu, sd = rbf_gp_predictive_sample(g, x, inv_l, s, noise, n_ctx, linear_sd=a)
+    for b in range(B):
+        c = int(n_ctx[b])
+        xs = x[b] * inv_l[b]
+        K = s[b] ** 2 * torch.exp(-0.5 * torch.cdist(xs, xs) ** 2) + (x[b] * a[b] ** 2) @ x[b].T
+        Ky = K + (noise[b] ** 2 + 1e-6) * torch.eye(N, dtype=torch.float64)
+        A = Ky[c:, :c] @ torch.linalg.inv(Ky[:c, :c])
+        torch.testing.assert_close(mu[b, c:], A @ y[b, :c], rtol=1e-7, atol=1e-8)
+        var = torch.diagonal(Ky[c:, c:] - A @ Ky[:c, c:])
+        torch.testing.assert_close(sd[b, c:] ** 2, var, rtol=1e-7, atol=1e-9)
+    # and the draws follow the sum kernel: the linear part shows in the empirical covariance
+    from overparam_sklearn.pfn.priors import rbf_gp_sample
+
+    xx = x[:1].expand(4000, N, D)
+    f, _ = rbf_gp_sample(g, xx, inv_l[:1].expand(4000, D), s[:1].expand(4000),
+                         torch.zeros(4000, dtype=torch.float64), linear_sd=a[:1].expand(4000, D))
+    K0 = s[0] ** 2 * torch.exp(-0.5 * torch.cdist(x[0] * inv_l[0], x[0] * inv_l[0]) ** 2)
+    K0 = K0 + (x[0] * a[0] ** 2) @ x[0].T
+    emp = f.T @ f / 4000
+    assert float((emp - K0).abs().max() / K0.abs().max()) < 0.1
+
+
 @pytest.mark.parametrize("name", ["gp_hyper", "gp_fixed", "bnn", "regression"])
 def test_regression_priors_carry_standardised_predictive_targets(name):
     n_ctx = torch.tensor([5, 20, 2, 40])
@@ -422,6 +454,10 @@ TABULAR = [
     "tree_classification",
     "tabular_regression",
     "tabular_classification",
+    "linear_gp",
+    "linear_classification",
+    "tabular_linear_regression",
+    "tabular_linear_classification",
 ]
 
 
@@ -476,6 +512,49 @@ def test_tabular_priors_have_few_valued_features_and_depend_on_the_inputs():
         assert np.median(r2) > 0.2, (name, r2)
 
 
+def test_linear_priors_are_mostly_linear_and_reach_low_signal_to_noise():
+    # what the linear priors add to the tabular mixtures: data where a linear model does well,
+    # and noisy data (R^2 < 0.3) that the other regression priors rarely draw
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+
+    def r2(name):
+        b = get_prior(name)(_gen(26), 48, 300, torch.full((48,), 200), 5)
+        # standardised query residuals under the exact predictive (with a small context they
+        # are strongly correlated within a dataset through the unknown weights, hence 200)
+        r = ((b["y"] - b["y_mu"]) / b["y_sd"])[:, 200:]
+        assert abs(float(r.mean())) < 0.15 and 0.85 < float(r.std()) < 1.15, name
+        # the best possible test R^2 (the exact predictive's), and RidgeCV's
+        best = 1 - b["y_sd"][:, 200:].pow(2).mean(1) / b["y"][:, 200:].var(1)
+        ridge = []
+        for i in range(48):
+            d = int(b["n_features"][i])
+            x, y = b["x"][i, :, :d].numpy(), b["y"][i].numpy()
+            ridge.append(RidgeCV().fit(x[:200], y[:200]).score(x[200:], y[200:]))
+        return best.numpy(), np.array(ridge)
+
+    (best_lin, ridge_lin), (best_gp, ridge_gp) = r2("linear_gp"), r2("gp_hyper")
+    assert np.median(ridge_lin) > 0.6 and np.median(ridge_lin) > np.median(ridge_gp) + 0.1
+    low_lin, low_gp = np.mean(best_lin < 0.3), np.mean(best_gp < 0.3)
+    assert low_lin > 0.1 and low_lin > 2 * low_gp, (low_lin, low_gp)
+
+    def logreg_shortfall(name):
+        # median of (Bayes accuracy from y_prob) - (LogisticRegression's test accuracy)
+        b = get_prior(name)(_gen(27), 24, 300, torch.full((24,), 200), 5)
+        gap = []
+        for i in range(24):
+            d = int(b["n_features"][i])
+            x, y = b["x"][i, :, :d].numpy(), b["y"][i].numpy()
+            if len(np.unique(y[:200])) > 1:
+                clf = LogisticRegression(max_iter=1000).fit(x[:200], y[:200])
+                bayes = float(b["y_prob"][i, 200:].max(-1).values.mean())
+                gap.append(bayes - clf.score(x[200:], y[200:]))
+        return np.median(gap)
+
+    # a linear classifier is nearly Bayes-optimal on the linear prior, not on the GP/MLP one
+    lin, other = logreg_shortfall("linear_classification"), logreg_shortfall("classification")
+    assert lin < 0.06 and other > lin + 0.05, (lin, other)
+
+
 def test_scm_noise_target_is_exact_where_offered():
     # datasets whose features include no effect of the target carry y ~ N(y_mu, y_sd^2) with
     # standardised residuals; the others fall back to a point mass at the drawn target
@@ -508,7 +587,10 @@ def test_cut_masses_match_monte_carlo():
     torch.testing.assert_close(freq, p, rtol=0, atol=4e-3)
 
 
-@pytest.mark.parametrize("name", ["classification", "scm_classification", "tree_classification"])
+@pytest.mark.parametrize(
+    "name",
+    ["classification", "scm_classification", "tree_classification", "linear_classification"],
+)
 def test_classification_priors_carry_the_labels_distribution(name):
     # y_prob is the distribution of each drawn label given the latent function: the probability
     # it gives the drawn label has the expectation sum_k p_k^2 (zero mean of s below) only where

@@ -121,28 +121,46 @@ def sample_inputs(gen, batch, n_points, n_features, d_max):
     return torch.where(present, x, torch.zeros_like(x))
 
 
-def rbf_gp_sample(gen, x, inv_lengthscale, outputscale, noise_std):
-    """Draw ``y = f(x) + eps`` with ``f ~ GP(0, s^2 exp(-|(x - x') / l|^2 / 2))`` (ARD RBF).
-
-    Parameters: ``x`` (B, N, D) float64, ``inv_lengthscale`` (B, D) (zero for irrelevant or absent
-    features), ``outputscale`` (B,) standard deviation ``s`` and ``noise_std`` (B,). Returns
-    ``(f, y)``, each (B, N) float64.
-    """
+def _gp_kernel(x, inv_lengthscale, outputscale, linear_sd=None):
+    """``s^2 exp(-|(x - x') / l|^2 / 2)`` (ARD RBF), plus ``sum_j a_j^2 x_j x'_j`` (the kernel of
+    a linear function ``x . w`` with ``w_j ~ N(0, a_j^2)``) where ``linear_sd`` (B, D) gives
+    ``a``. (B, N, N)."""
     xs = x * inv_lengthscale[:, None, :]
     norms = xs.pow(2).sum(-1)
     sq = (norms[:, :, None] + norms[:, None, :] - 2.0 * xs @ xs.transpose(1, 2)).clamp_min(0.0)
     K = outputscale[:, None, None] ** 2 * torch.exp(-0.5 * sq)
-    N = x.shape[1]
-    K = K + _JITTER * torch.eye(N, dtype=x.dtype)
+    if linear_sd is not None:
+        xa = x * linear_sd[:, None, :]
+        K = K + xa @ xa.transpose(1, 2)
+    return K
+
+
+def _cholesky(K):
     L, info = torch.linalg.cholesky_ex(K)
     if bool((info != 0).any()):  # rare: fall back to a larger jitter
-        L = torch.linalg.cholesky(K + 1e-4 * torch.eye(N, dtype=x.dtype))
+        L = torch.linalg.cholesky(K + 1e-4 * torch.eye(K.shape[-1], dtype=K.dtype))
+    return L
+
+
+def rbf_gp_sample(gen, x, inv_lengthscale, outputscale, noise_std, linear_sd=None):
+    """Draw ``y = f(x) + eps`` with ``f ~ GP(0, s^2 exp(-|(x - x') / l|^2 / 2))`` (ARD RBF).
+
+    Parameters: ``x`` (B, N, D) float64, ``inv_lengthscale`` (B, D) (zero for irrelevant or absent
+    features), ``outputscale`` (B,) standard deviation ``s`` and ``noise_std`` (B,); optionally
+    ``linear_sd`` (B, D), the prior standard deviations of the weights of a linear part added to
+    ``f`` (:func:`_gp_kernel`). Returns ``(f, y)``, each (B, N) float64.
+    """
+    N = x.shape[1]
+    K = _gp_kernel(x, inv_lengthscale, outputscale, linear_sd)
+    L = _cholesky(K + _JITTER * torch.eye(N, dtype=x.dtype))
     f = (L @ torch.randn((x.shape[0], N, 1), generator=gen, dtype=x.dtype))[..., 0]
     y = f + noise_std[:, None] * torch.randn(f.shape, generator=gen, dtype=x.dtype)
     return f, y
 
 
-def rbf_gp_predictive_sample(gen, x, inv_lengthscale, outputscale, noise_std, n_ctx):
+def rbf_gp_predictive_sample(
+    gen, x, inv_lengthscale, outputscale, noise_std, n_ctx, linear_sd=None
+):
     """Draw noisy targets ``y`` of an ARD RBF GP together with the exact posterior predictive
     ``N(mu_i, sd_i^2)`` of every query point given the context points.
 
@@ -152,18 +170,13 @@ def rbf_gp_predictive_sample(gen, x, inv_lengthscale, outputscale, noise_std, n_
     ``sum_{j < n_ctx} L_ij z_j`` and variance ``sum_{j >= n_ctx} L_ij^2`` (Rasmussen & Williams,
     "Gaussian Processes for Machine Learning", Eq. 2.23-2.24, read off the Cholesky factor). This
     costs one matrix-vector product beyond the draw. Entries at context positions are ``mu = y``,
-    ``sd = 0``. Returns ``(y, mu, sd)``, each (B, N) in ``x``'s dtype.
+    ``sd = 0``. ``linear_sd`` adds a linear part as in :func:`rbf_gp_sample`. Returns
+    ``(y, mu, sd)``, each (B, N) in ``x``'s dtype.
     """
-    xs = x * inv_lengthscale[:, None, :]
-    norms = xs.pow(2).sum(-1)
-    sq = (norms[:, :, None] + norms[:, None, :] - 2.0 * xs @ xs.transpose(1, 2)).clamp_min(0.0)
     N = x.shape[1]
-    eye = torch.eye(N, dtype=x.dtype)
-    K = outputscale[:, None, None] ** 2 * torch.exp(-0.5 * sq)
-    K = K + (noise_std[:, None, None] ** 2 + _JITTER) * eye
-    L, info = torch.linalg.cholesky_ex(K)
-    if bool((info != 0).any()):  # rare: fall back to a larger jitter
-        L = torch.linalg.cholesky(K + 1e-4 * eye)
+    K = _gp_kernel(x, inv_lengthscale, outputscale, linear_sd)
+    K = K + (noise_std[:, None, None] ** 2 + _JITTER) * torch.eye(N, dtype=x.dtype)
+    L = _cholesky(K)
     z = torch.randn((x.shape[0], N), generator=gen, dtype=x.dtype)
     y = (L @ z[..., None])[..., 0]
     ctx = _context_mask(n_ctx, N).to(x.dtype)
@@ -176,12 +189,12 @@ def _draw_sizes(gen, batch, n_points, d_max, min_features=1):
     return _randint(gen, min_features, d_max, (batch,))
 
 
-def _gp_hyperparameters(gen, n_features, d_max):
+def _gp_hyperparameters(gen, n_features, d_max, max_noise_ratio=1.0):
     """ARD inverse lengthscales (zero for irrelevant/absent features), output scale, noise std.
 
     Hyperpriors: each present feature is relevant with probability 0.8 (at least one is);
     ``log l ~ N(log(0.8 sqrt(d_rel)), 0.7^2)`` on standardised inputs; ``log s ~ N(0, 0.5^2)``;
-    noise-to-signal ratio ``sigma_n / s`` log-uniform on [0.01, 1].
+    noise-to-signal ratio ``sigma_n / s`` log-uniform on [0.01, ``max_noise_ratio``].
     """
     B = n_features.shape[0]
     present = torch.arange(d_max)[None, :] < n_features[:, None]
@@ -196,7 +209,7 @@ def _gp_hyperparameters(gen, n_features, d_max):
     )
     inv_l = torch.where(relevant, torch.exp(-log_l), torch.zeros_like(log_l))
     outputscale = torch.exp(0.5 * torch.randn((B,), generator=gen, dtype=torch.float64))
-    ratio = torch.exp(_uniform(gen, (B,), math.log(0.01), math.log(1.0)))
+    ratio = torch.exp(_uniform(gen, (B,), math.log(0.01), math.log(max_noise_ratio)))
     return inv_l, outputscale, ratio * outputscale
 
 
@@ -356,7 +369,22 @@ def classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
     else:
         relevant = _relevant_features(gen, n_features, D)
         f = _random_mlp(gen, x, n_latent, relevant)
-    tau = torch.exp(_uniform(gen, (B, 1, 1), math.log(0.01), math.log(1.0)))
+    labels, probs = _classes_from_latents(gen, f, K, argmax_mode, max_classes)
+    return {
+        "x": x.float(),
+        "y": labels.float(),
+        "n_ctx": n_ctx,
+        "n_features": n_features,
+        "y_prob": probs.float(),
+    }
+
+
+def _classes_from_latents(gen, f, K, argmax_mode, max_classes, max_tau=1.0):
+    """Labels (B, N) and their distributions given ``f`` (B, N, max_classes) from latent
+    functions ``f`` (B, N, K) (``argmax_mode``) or (B, N, 1) (cut mode), with temperature ``tau``
+    log-uniform on [0.01, ``max_tau``]; class ids randomly permuted per dataset."""
+    B, N = f.shape[:2]
+    tau = torch.exp(_uniform(gen, (B, 1, 1), math.log(0.01), math.log(max_tau)))
     if argmax_mode:
         gumbel = -torch.log(-torch.log(_uniform(gen, f.shape).clamp(1e-12, 1 - 1e-12)))
         labels = torch.argmax(f + tau * gumbel, -1)
@@ -370,14 +398,7 @@ def classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
         labels = (g[:, :, None] > qs[:, None, :]).sum(-1)
         probs = cut_masses(f[..., 0], tau[..., 0].expand(B, N), qs)
     perm = torch.argsort(torch.rand((B, max_classes), generator=gen), 1)
-    labels = torch.gather(perm, 1, labels)
-    return {
-        "x": x.float(),
-        "y": labels.float(),
-        "n_ctx": n_ctx,
-        "n_features": n_features,
-        "y_prob": _permute_masses(probs, perm).float(),
-    }
+    return torch.gather(perm, 1, labels), _permute_masses(probs, perm)
 
 
 def cut_masses(mu, sd, cuts):
@@ -672,8 +693,101 @@ def tabular_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes
     return tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
 
 
+# ------------------------------------------------------------------------------------------------
+# near-linear and low signal-to-noise data: real tables are often mostly linear in their features
+# (where RidgeCV / LogisticRegressionCV are hard to beat), and often noisy (R^2 well under 0.5)
+
+
+def _linear_weight_sds(gen, n_features, d_max, scale):
+    """Prior standard deviations (B, D) of the weights of a sparse linear function: relevant
+    features as :func:`_relevant_features`, ``a_j = scale * exp(z_j / 2) / sqrt(d_rel)`` with
+    ``z_j`` standard normal (so some features matter more than others), zero elsewhere."""
+    relevant = _relevant_features(gen, n_features, d_max)
+    d_rel = relevant.sum(1).clamp_min(1).to(torch.float64)
+    z = torch.randn(relevant.shape, generator=gen, dtype=torch.float64)
+    a = scale[:, None] * torch.exp(0.5 * z) / d_rel.sqrt()[:, None]
+    return torch.where(relevant, a, torch.zeros_like(a))
+
+
+def linear_gp_prior(gen, batch, n_points, n_ctx, d_max, max_noise_ratio=4.0):
+    """A sparse linear function plus a smaller ARD RBF GP, with noise (regression).
+
+    ``f(x) = x . w + g(x)``: ``w_j ~ N(0, a_j^2)`` (:func:`_linear_weight_sds` with scale
+    ``s``), ``g ~ GP(0, (rho s)^2 k_RBF)`` with ``rho`` log-uniform on [0.05, 1] and the
+    lengthscales and ``s`` of :func:`gp_hyper_prior`; noise-to-signal ratio ``sigma_n / s``
+    log-uniform on [0.01, ``max_noise_ratio``] (down to R^2 of about 0.1). ``f`` is a GP with the
+    sum kernel, so the query targets' exact posterior predictive comes with the batch.
+    """
+    n_features = _draw_sizes(gen, batch, n_points, d_max)
+    x = standardize_context(sample_inputs(gen, batch, n_points, n_features, d_max), n_ctx)
+    inv_l, s, noise = _gp_hyperparameters(gen, n_features, d_max, max_noise_ratio)
+    rho = torch.exp(_uniform(gen, (batch,), math.log(0.05), 0.0))
+    a = _linear_weight_sds(gen, n_features, d_max, s)
+    y, mu, sd = rbf_gp_predictive_sample(gen, x, inv_l, rho * s, noise, n_ctx, linear_sd=a)
+    return _finish_regression(x, y, n_ctx, n_features, mu=mu, sd=sd)
+
+
+def linear_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
+    """Classes from latent functions that are mostly linear (multinomial- and ordinal-logit-like
+    data): each latent is ``x . w_k + g_k(x)`` as in :func:`linear_gp_prior` (unit scale), the
+    labels as in :func:`classification_prior` with ``tau`` log-uniform on [0.01, 2]."""
+    B, N, D = batch, n_points, d_max
+    n_features = _draw_sizes(gen, B, N, D)
+    x = standardize_context(sample_inputs(gen, B, N, n_features, D), n_ctx)
+    K = _n_classes(gen, max_classes)
+    argmax_mode = float(torch.rand((1,), generator=gen)) < 0.5
+    inv_l, _, _ = _gp_hyperparameters(gen, n_features, D)
+    rho = torch.exp(_uniform(gen, (B,), math.log(0.05), 0.0))
+    a = _linear_weight_sds(gen, n_features, D, torch.ones(B, dtype=torch.float64))
+    zero = torch.zeros(B, dtype=torch.float64)
+    n_latent = K if argmax_mode else 1
+    f = torch.stack(
+        [rbf_gp_sample(gen, x, inv_l, rho, zero, linear_sd=a)[0] for _ in range(n_latent)], -1
+    )
+    labels, probs = _classes_from_latents(gen, f, K, argmax_mode, max_classes, max_tau=2.0)
+    return {
+        "x": x.float(),
+        "y": labels.float(),
+        "n_ctx": n_ctx,
+        "n_features": n_features,
+        "y_prob": probs.float(),
+    }
+
+
+def tabular_linear_regression_prior(gen, batch, n_points, n_ctx, d_max):
+    """Mixture per batch: hyperprior GP 25%, linear + GP with low signal-to-noise allowed 25%,
+    SCM 25%, trees 15%, random MLP 10%."""
+    u = float(torch.rand((1,), generator=gen))
+    if u < 0.25:
+        return gp_hyper_prior(gen, batch, n_points, n_ctx, d_max)
+    if u < 0.5:
+        return linear_gp_prior(gen, batch, n_points, n_ctx, d_max)
+    if u < 0.75:
+        return scm_prior(gen, batch, n_points, n_ctx, d_max)
+    if u < 0.9:
+        return tree_prior(gen, batch, n_points, n_ctx, d_max)
+    return bnn_prior(gen, batch, n_points, n_ctx, d_max)
+
+
+def tabular_linear_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
+    """Mixture per batch: the GP/MLP classification prior 30%, mostly linear latents 25%, SCM
+    25%, trees 20%."""
+    u = float(torch.rand((1,), generator=gen))
+    if u < 0.3:
+        return classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+    if u < 0.55:
+        return linear_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+    if u < 0.8:
+        return scm_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+    return tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+
+
 _PRIORS.update(
     {
+        "linear_gp": linear_gp_prior,
+        "linear_classification": linear_classification_prior,
+        "tabular_linear_regression": tabular_linear_regression_prior,
+        "tabular_linear_classification": tabular_linear_classification_prior,
         "scm": scm_prior,
         "tree": tree_prior,
         "scm_classification": scm_classification_prior,
@@ -689,4 +803,8 @@ __all__ += [
     "tree_classification_prior",
     "tabular_regression_prior",
     "tabular_classification_prior",
+    "linear_gp_prior",
+    "linear_classification_prior",
+    "tabular_linear_regression_prior",
+    "tabular_linear_classification_prior",
 ]

@@ -687,3 +687,28 @@ def test_cell_model_trains_exports_and_predicts(tmp_path):
     assert np.isfinite(reg.predict(X[:5])).all()
     with pytest.raises(ValueError, match="architecture"):
         train(_tiny_config(architecture="grid"), tmp_path / "bad", verbose=0)
+
+
+def test_validation_in_chunks_covers_several_mixture_components(monkeypatch):
+    from overparam_sklearn.pfn import train as train_mod
+
+    model = _tiny_model()
+    config = dict(
+        PRESETS["regression"], d_max=3, prior="tabular_regression", val_sizes=[10], val_batch=8
+    )
+    one = train_mod._validation(model, dict(config))
+    # a chunk as large as the set is the one-batch set of the presets (and of shipped runs)
+    assert train_mod._validation(model, dict(config, val_chunk=8)) == one
+    seen = []
+    real = train_mod.sample_batch
+
+    def spy(cfg, step, **kw):
+        b = real(cfg, step, **kw)
+        seen.append((step, kw["batch"], tuple(b["y"][:, -1].tolist())))
+        return b
+
+    monkeypatch.setattr(train_mod, "sample_batch", spy)
+    chunked = train_mod._validation(model, dict(config, val_chunk=3))
+    assert [(s, n) for s, n, _ in seen] == [(10, 3), (1_000_010, 3), (2_000_010, 2)]
+    assert len({y for *_, y in seen}) == 3  # different datasets per chunk
+    assert np.isfinite(chunked["10"]) and chunked["10"] != one["10"]

@@ -30,6 +30,7 @@ _BASE = {
     "eval_every": 250,
     "val_sizes": [10, 50, 200],
     "val_batch": 16,
+    "val_chunk": None,  # datasets per validation batch (None: one batch per size)
     "val_seed": 0,
     "border_samples": 100_000,
     "eval_at_start": False,

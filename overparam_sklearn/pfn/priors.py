@@ -434,8 +434,9 @@ _PRIORS = {
 
 
 def get_prior(name):
-    """The prior sampler called ``name`` (``regression``, ``gp_hyper``, ``gp_fixed``, ``bnn``,
-    ``classification``)."""
+    """The prior sampler called ``name``: ``regression``, ``gp_hyper``, ``gp_fixed``, ``bnn``,
+    ``classification``, and the tabular priors below (``scm``, ``tree``, ``linear_gp``, their
+    ``*_classification`` versions and the ``tabular_*`` mixtures)."""
     try:
         return _PRIORS[name]
     except KeyError:

@@ -658,17 +658,13 @@ def tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10
     relevant = _relevant_features(gen, n_features, d_max)
     K = _n_classes(gen, max_classes)
     F_ = _random_trees(gen, x, relevant, K)
-    tau = torch.exp(_uniform(gen, (batch, 1, 1), math.log(0.01), math.log(1.0)))
-    gumbel = -torch.log(-torch.log(_uniform(gen, F_.shape).clamp(1e-12, 1 - 1e-12)))
-    labels = torch.argmax(F_ + tau * gumbel, -1)
-    perm = torch.argsort(torch.rand((batch, max_classes), generator=gen), 1)
-    labels = torch.gather(perm, 1, labels)
+    labels, probs = _classes_from_latents(gen, F_, K, True, max_classes)
     return {
         "x": x.float(),
         "y": labels.float(),
         "n_ctx": n_ctx,
         "n_features": n_features,
-        "y_prob": _permute_masses(torch.softmax(F_ / tau, -1), perm).float(),  # Gumbel-max
+        "y_prob": probs.float(),
     }
 
 

@@ -370,13 +370,7 @@ def classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
         relevant = _relevant_features(gen, n_features, D)
         f = _random_mlp(gen, x, n_latent, relevant)
     labels, probs = _classes_from_latents(gen, f, K, argmax_mode, max_classes)
-    return {
-        "x": x.float(),
-        "y": labels.float(),
-        "n_ctx": n_ctx,
-        "n_features": n_features,
-        "y_prob": probs.float(),
-    }
+    return _classification_batch(x, labels, n_ctx, n_features, probs)
 
 
 def _classes_from_latents(gen, f, K, argmax_mode, max_classes, max_tau=1.0):
@@ -399,6 +393,16 @@ def _classes_from_latents(gen, f, K, argmax_mode, max_classes, max_tau=1.0):
         probs = cut_masses(f[..., 0], tau[..., 0].expand(B, N), qs)
     perm = torch.argsort(torch.rand((B, max_classes), generator=gen), 1)
     return torch.gather(perm, 1, labels), _permute_masses(probs, perm)
+
+
+def _classification_batch(x, labels, n_ctx, n_features, probs):
+    return {
+        "x": x.float(),
+        "y": labels.float(),
+        "n_ctx": n_ctx,
+        "n_features": n_features,
+        "y_prob": probs.float(),
+    }
 
 
 def cut_masses(mu, sd, cuts):
@@ -640,13 +644,7 @@ def scm_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10)
     # where an effect of the target is a feature, f is not the latent given x: the drawn label
     one_hot = torch.nn.functional.one_hot(labels, max_classes).to(probs.dtype)
     probs = torch.where(clean[:, None, None], probs, one_hot)
-    return {
-        "x": x.float(),
-        "y": labels.float(),
-        "n_ctx": n_ctx,
-        "n_features": n_features,
-        "y_prob": probs.float(),
-    }
+    return _classification_batch(x, labels, n_ctx, n_features, probs)
 
 
 def tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
@@ -659,35 +657,33 @@ def tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10
     K = _n_classes(gen, max_classes)
     F_ = _random_trees(gen, x, relevant, K)
     labels, probs = _classes_from_latents(gen, F_, K, True, max_classes)
-    return {
-        "x": x.float(),
-        "y": labels.float(),
-        "n_ctx": n_ctx,
-        "n_features": n_features,
-        "y_prob": probs.float(),
-    }
+    return _classification_batch(x, labels, n_ctx, n_features, probs)
+
+
+def _mixture(gen, components, *args):
+    """Draw a batch from one of ``components``, ``(upper edge, sampler)`` pairs with increasing
+    edges ending at 1, chosen by one uniform draw per batch."""
+    u = float(torch.rand((1,), generator=gen))
+    for edge, sampler in components[:-1]:
+        if u < edge:
+            return sampler(gen, *args)
+    return components[-1][1](gen, *args)
 
 
 def tabular_regression_prior(gen, batch, n_points, n_ctx, d_max):
     """Mixture per batch: hyperprior GP 40%, SCM 30%, trees 15%, random MLP 15%."""
-    u = float(torch.rand((1,), generator=gen))
-    if u < 0.4:
-        return gp_hyper_prior(gen, batch, n_points, n_ctx, d_max)
-    if u < 0.7:
-        return scm_prior(gen, batch, n_points, n_ctx, d_max)
-    if u < 0.85:
-        return tree_prior(gen, batch, n_points, n_ctx, d_max)
-    return bnn_prior(gen, batch, n_points, n_ctx, d_max)
+    components = [(0.4, gp_hyper_prior), (0.7, scm_prior), (0.85, tree_prior), (1.0, bnn_prior)]
+    return _mixture(gen, components, batch, n_points, n_ctx, d_max)
 
 
 def tabular_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
     """Mixture per batch: the GP/MLP classification prior 40%, SCM 35%, trees 25%."""
-    u = float(torch.rand((1,), generator=gen))
-    if u < 0.4:
-        return classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
-    if u < 0.75:
-        return scm_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
-    return tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+    components = [
+        (0.4, classification_prior),
+        (0.75, scm_classification_prior),
+        (1.0, tree_classification_prior),
+    ]
+    return _mixture(gen, components, batch, n_points, n_ctx, d_max, max_classes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -742,41 +738,32 @@ def linear_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=
         [rbf_gp_sample(gen, x, inv_l, rho, zero, linear_sd=a)[0] for _ in range(n_latent)], -1
     )
     labels, probs = _classes_from_latents(gen, f, K, argmax_mode, max_classes, max_tau=2.0)
-    return {
-        "x": x.float(),
-        "y": labels.float(),
-        "n_ctx": n_ctx,
-        "n_features": n_features,
-        "y_prob": probs.float(),
-    }
+    return _classification_batch(x, labels, n_ctx, n_features, probs)
 
 
 def tabular_linear_regression_prior(gen, batch, n_points, n_ctx, d_max):
     """Mixture per batch: hyperprior GP 25%, linear + GP with low signal-to-noise allowed 25%,
     SCM 25%, trees 15%, random MLP 10%."""
-    u = float(torch.rand((1,), generator=gen))
-    if u < 0.25:
-        return gp_hyper_prior(gen, batch, n_points, n_ctx, d_max)
-    if u < 0.5:
-        return linear_gp_prior(gen, batch, n_points, n_ctx, d_max)
-    if u < 0.75:
-        return scm_prior(gen, batch, n_points, n_ctx, d_max)
-    if u < 0.9:
-        return tree_prior(gen, batch, n_points, n_ctx, d_max)
-    return bnn_prior(gen, batch, n_points, n_ctx, d_max)
+    components = [
+        (0.25, gp_hyper_prior),
+        (0.5, linear_gp_prior),
+        (0.75, scm_prior),
+        (0.9, tree_prior),
+        (1.0, bnn_prior),
+    ]
+    return _mixture(gen, components, batch, n_points, n_ctx, d_max)
 
 
 def tabular_linear_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes=10):
     """Mixture per batch: the GP/MLP classification prior 30%, mostly linear latents 25%, SCM
     25%, trees 20%."""
-    u = float(torch.rand((1,), generator=gen))
-    if u < 0.3:
-        return classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
-    if u < 0.55:
-        return linear_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
-    if u < 0.8:
-        return scm_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
-    return tree_classification_prior(gen, batch, n_points, n_ctx, d_max, max_classes)
+    components = [
+        (0.3, classification_prior),
+        (0.55, linear_classification_prior),
+        (0.8, scm_classification_prior),
+        (1.0, tree_classification_prior),
+    ]
+    return _mixture(gen, components, batch, n_points, n_ctx, d_max, max_classes)
 
 
 _PRIORS.update(

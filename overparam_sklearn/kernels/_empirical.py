@@ -151,10 +151,12 @@ def empirical_ntk(module, X1, X2=None, *, trace=True, tile_bytes=DEFAULT_TILE_BY
     --------
     >>> import torch
     >>> from overparam_sklearn.kernels import empirical_ntk
-    >>> with torch.random.fork_rng():
-    ...     _ = torch.manual_seed(0)
+    >>> with torch.random.fork_rng():  # building layers draws from the global RNG: restored
     ...     net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.ReLU(),
     ...                               torch.nn.Linear(64, 1)).double()
+    >>> g = torch.Generator().manual_seed(0)  # fixed weights from a private generator
+    >>> for p in net.parameters():
+    ...     _ = torch.nn.init.normal_(p, std=0.3, generator=g)
     >>> X = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     >>> K = empirical_ntk(net, X)
     >>> K.shape, bool(torch.allclose(K, K.T))

@@ -519,10 +519,12 @@ class EmpiricalNTKKernel(Kernel):
     >>> import numpy as np, torch
     >>> from sklearn.kernel_ridge import KernelRidge
     >>> from overparam_sklearn.kernels import EmpiricalNTKKernel
-    >>> with torch.random.fork_rng():  # a fixed network, global RNG left alone
-    ...     _ = torch.manual_seed(0)
+    >>> with torch.random.fork_rng():  # building layers draws from the global RNG: restored
     ...     net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(),
     ...                               torch.nn.Linear(32, 1)).double()
+    >>> g = torch.Generator().manual_seed(0)  # fixed weights from a private generator
+    >>> for p in net.parameters():
+    ...     _ = torch.nn.init.normal_(p, std=0.3, generator=g)
     >>> X = np.random.default_rng(0).normal(size=(20, 4)); y = X[:, 0]
     >>> model = KernelRidge(alpha=1e-3, kernel=EmpiricalNTKKernel(net)).fit(X, y)
     >>> model.predict(X[:3]).shape
